@@ -1,0 +1,413 @@
+#!/usr/bin/env python3
+"""CPython reference figures for `fondo bench`.
+
+`fondo bench` runs this script as a subprocess so that CPython's `threading` and
+`multiprocessing` are measured on the same machine, in the same run, as the Rust
+backends: figures copied from another machine or another day are not comparable.
+
+Usage:
+    python3 cpython_reference.py [--quick] [--repeat N] [--workers 1,2,4]
+
+Stdout carries exactly one JSON object and nothing else; progress goes to stderr.
+
+    {"python": "3.11.7", "implementation": "cpython", "cpu_count": 2,
+     "usable_cpus": 2, "start_method": "fork", "quick": false, "repeat": 5,
+     "workers": [1, 2, 4],
+     "results": [{"name": "...", "workers": 2 or null,
+                  "unit": "s" | "us" | "tasks_per_s" | "GB_per_s",
+                  "min": f, "median": f, "max": f, "best": f,
+                  "higher_is_better": bool, "samples": [f, ...]}, ...],
+     "errors": [{"name": "...", "error": "..."}]}      # only if something failed
+
+"min" and "median" are plain statistics of "samples" whatever the unit. For rates
+(tasks_per_s, GB_per_s) the best sample is the largest, so "best" is given
+explicitly: min for times, max for rates.
+
+Every measurement runs once untimed before its samples (warm-up), so one-off costs
+(lazy imports, page faults, first pool start) do not land in the first sample; pool
+creation is excluded except in "pool_create_first_close", which measures it.
+
+Exit status: 0 when every measurement ran, 1 when some failed (the JSON is still
+printed, with the failures under "errors"), 2 on bad arguments.
+
+Stdlib only, Python 3.8+. Uses the platform's default start method (fork on Linux
+up to 3.13) and records it, because that choice dominates pool start-up cost.
+"""
+
+import argparse
+import json
+import math
+import multiprocessing
+import os
+import platform
+import signal
+import statistics
+import sys
+import threading
+import time
+import traceback
+
+# Task functions live at module level: the pool pickles them by qualified name.
+
+
+def factorial(x):
+    # The notebook's while-loop factorial, kept verbatim (not math.factorial) so the
+    # Rust side can be compared on the same algorithm.
+    f = 1
+    i = x
+    while i > 0:
+        f *= i
+        i -= 1
+    return f
+
+
+def tarea(inicio, fin, lista):
+    # The notebook's thread body: threads cannot return values, so they write
+    # their slice into a shared list.
+    for x in range(inicio, fin):
+        lista[x - 1000] = factorial(x)
+
+
+def noop(_x=None):
+    # Accepts zero or one argument so the same function serves apply_async and map.
+    return None
+
+
+def identity(x):
+    return x
+
+
+FACTORIAL_RANGE = range(1000, 2000)
+MIB = 1024 * 1024
+
+
+def log(msg):
+    print("[cpython_reference] " + msg, file=sys.stderr, flush=True)
+
+
+def check_factorials(values):
+    # Cheap guard that a measured run really computed the factorials (a broken
+    # run that returns early would otherwise look like a spectacular speed-up).
+    if (
+        len(values) != len(FACTORIAL_RANGE)
+        or values[0] != math.factorial(FACTORIAL_RANGE[0])
+        or values[-1] != math.factorial(FACTORIAL_RANGE[-1])
+    ):
+        raise RuntimeError("factorial results are wrong")
+
+
+# --- measurements -------------------------------------------------------------
+#
+# Each measurement is a function `run()` returning one sample already converted to
+# its unit; `sample()` calls it once untimed, then `repeat` times.
+
+
+def time_it(fn):
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def factorial_single():
+    lista = [0] * len(FACTORIAL_RANGE)
+    elapsed = time_it(lambda: tarea(1000, 2000, lista))
+    check_factorials(lista)
+    return elapsed
+
+
+def factorial_threads():
+    lista = [0] * len(FACTORIAL_RANGE)
+    # The notebook's split: two fixed halves, not balanced (the second half's
+    # numbers are larger), exactly as the Rust "halves split" figure does it.
+    threads = [
+        threading.Thread(target=tarea, args=(1000, 1500, lista)),
+        threading.Thread(target=tarea, args=(1500, 2000, lista)),
+    ]
+
+    def run():
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    elapsed = time_it(run)
+    check_factorials(lista)
+    return elapsed
+
+
+def factorial_pool_map(pool):
+    out = []
+    elapsed = time_it(lambda: out.append(pool.map(factorial, FACTORIAL_RANGE)))
+    check_factorials(out[0])
+    return elapsed
+
+
+def apply_async_roundtrip(pool, batch):
+    # One round trip is far below timer resolution noise on a loaded VM, so time a
+    # batch and report the per-round-trip mean of that batch; samples are batches.
+    def run():
+        for _ in range(batch):
+            pool.apply_async(noop).get()
+
+    return time_it(run) / batch * 1e6
+
+
+def map_noop(pool, n):
+    return n / time_it(lambda: pool.map(noop, range(n)))
+
+
+def imap_noop_chunk1(pool, n):
+    def run():
+        for _ in pool.imap(noop, range(n), chunksize=1):
+            pass
+
+    return n / time_it(run)
+
+
+def payload_roundtrip(pool, size, tasks):
+    payload = bytes(size)
+    out = []
+    # chunksize=1 makes each payload its own task (what Pool.map would pick for 8
+    # items on 2 workers anyway), so both workers carry payloads concurrently.
+    elapsed = time_it(
+        lambda: out.append(pool.map(identity, [payload] * tasks, chunksize=1))
+    )
+    if len(out[0]) != tasks or any(len(r) != size for r in out[0]):
+        raise RuntimeError("payload came back with the wrong size")
+    # Decimal GB, counting the bytes sent and the bytes received.
+    return 2 * size * tasks / elapsed / 1e9
+
+
+def pool_create_first_close():
+    def run():
+        pool = make_pool(2)
+        pool.apply(noop)
+        pool.close()
+        pool.join()
+
+    return time_it(run)
+
+
+# --- harness -----------------------------------------------------------------
+
+RATE_UNITS = {"tasks_per_s", "GB_per_s"}
+
+
+def sample(run, repeat):
+    run()  # warm-up, discarded
+    return [run() for _ in range(repeat)]
+
+
+def record(name, unit, workers, samples):
+    higher_is_better = unit in RATE_UNITS
+    rec = {
+        "name": name,
+        "workers": workers,
+        "unit": unit,
+        "min": min(samples),
+        "median": statistics.median(samples),
+        "max": max(samples),
+        "best": max(samples) if higher_is_better else min(samples),
+        "higher_is_better": higher_is_better,
+        "samples": samples,
+    }
+    log(
+        "{:<24} workers={:<4} median={:.6g} best={:.6g} {}".format(
+            name, str(workers), rec["median"], rec["best"], unit
+        )
+    )
+    return rec
+
+
+# Ctrl-C and SIGTERM must stop this script promptly: `fondo bench` (or a user at the
+# terminal) may interrupt it at any point. CPython's Pool gets this wrong on its own:
+# a process-directed signal may be delivered to one of the pool's helper threads,
+# and then the main thread, blocked on a lock inside map() or get(), never sees it
+# and the script hangs forever. So pools are created with these signals blocked in
+# the creating thread, which the helper threads inherit; the kernel must then pick
+# the main thread, whose blocked wait returns EINTR and raises. Python-level
+# handlers such as the SIGTERM one below only run in the main thread anyway.
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+def _on_sigterm(signum, frame):
+    # Unwind like Ctrl-C so with_pool() terminates the workers on the way out.
+    raise KeyboardInterrupt("SIGTERM")
+
+
+def _worker_init():
+    # Workers inherit the blocked mask (and, with fork, the parent's handlers).
+    # They must die on the SIGTERM that Pool.terminate() sends, and should ignore
+    # Ctrl-C: the parent handles it and terminates them, without a traceback
+    # from every worker.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+
+
+def make_pool(processes):
+    if not hasattr(signal, "pthread_sigmask"):  # Windows: no signal masks
+        return multiprocessing.Pool(processes)
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    try:
+        return multiprocessing.Pool(processes, initializer=_worker_init)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def with_pool(processes, fn):
+    # close+join on success so workers exit cleanly; terminate on failure or
+    # Ctrl-C so no worker outlives this script.
+    pool = make_pool(processes)
+    try:
+        result = fn(pool)
+    except BaseException:
+        pool.terminate()
+        pool.join()
+        raise
+    pool.close()
+    pool.join()
+    return result
+
+
+def plan(args):
+    """Yield (name, unit, workers, thunk) where thunk() returns the samples."""
+    quick, repeat = args.quick, args.repeat
+    noop_n = 100_000 if quick else 1_000_000
+    imap_n = 5_000 if quick else 50_000
+    payload_size = (8 if quick else 64) * MIB
+    roundtrip_batch = 500 if quick else 2_000
+
+    yield "factorial_single", "s", None, lambda: sample(factorial_single, repeat)
+    yield "factorial_threads", "s", 2, lambda: sample(factorial_threads, repeat)
+    for w in args.workers:
+        yield "factorial_pool_map", "s", w, (
+            lambda w=w: with_pool(
+                w, lambda p: sample(lambda: factorial_pool_map(p), repeat)
+            )
+        )
+    yield "apply_async_roundtrip", "us", 2, lambda: with_pool(
+        2, lambda p: sample(lambda: apply_async_roundtrip(p, roundtrip_batch), repeat)
+    )
+    yield "map_noop", "tasks_per_s", 2, lambda: with_pool(
+        2, lambda p: sample(lambda: map_noop(p, noop_n), repeat)
+    )
+    yield "imap_noop_chunk1", "tasks_per_s", 2, lambda: with_pool(
+        2, lambda p: sample(lambda: imap_noop_chunk1(p, imap_n), repeat)
+    )
+
+    def payload(p):
+        # A full-size warm-up would cost as much as a sample (seconds); a small
+        # one is enough to start the workers and fault in the pipe machinery.
+        payload_roundtrip(p, MIB, 8)
+        return [payload_roundtrip(p, payload_size, 8) for _ in range(repeat)]
+
+    yield "payload_roundtrip", "GB_per_s", 2, lambda: with_pool(2, payload)
+    yield "pool_create_first_close", "s", 2, lambda: sample(
+        pool_create_first_close, repeat
+    )
+
+
+def parse_workers(text):
+    try:
+        ws = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a comma-separated list of integers")
+    if not ws or any(w < 1 for w in ws):
+        raise argparse.ArgumentTypeError("worker counts must be positive integers")
+    return sorted(set(ws))
+
+
+def positive_int(text):
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected an integer")
+    if n < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return n
+
+
+def main(argv=None):
+    cpus = multiprocessing.cpu_count()
+    # The notebook's choices: 2, cpu_count() and 2*cpu_count() processes, plus 1
+    # so the pool's overhead over the plain single-thread run is visible.
+    default_workers = sorted({1, 2, cpus, 2 * cpus})
+
+    parser = argparse.ArgumentParser(
+        description="Measure CPython multiprocessing for `fondo bench`; "
+        "prints one JSON object on stdout."
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="smaller inputs, 2 repeats by default"
+    )
+    parser.add_argument(
+        "--repeat", type=positive_int, help="timed samples per figure (default 5, quick 2)"
+    )
+    parser.add_argument(
+        "--workers",
+        type=parse_workers,
+        default=default_workers,
+        help="pool sizes for factorial_pool_map, e.g. 1,2,4 (default: {})".format(
+            ",".join(map(str, default_workers))
+        ),
+    )
+    args = parser.parse_args(argv)
+    if args.repeat is None:
+        args.repeat = 2 if args.quick else 5
+
+    # Anything that writes to sys.stdout (ours, a library's, a forked worker's,
+    # since workers inherit this object) must not corrupt the JSON the parent
+    # parses, so stdout is diverted to stderr until the very end.
+    real_stdout = sys.stdout
+    sys.stdout = sys.stderr
+    signal.signal(signal.SIGTERM, _on_sigterm)
+
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:  # not available on macOS / Windows
+        usable = cpus
+
+    report = {
+        "python": platform.python_version(),
+        "implementation": sys.implementation.name,
+        "cpu_count": cpus,
+        "usable_cpus": usable,
+        "start_method": multiprocessing.get_start_method(),
+        "quick": args.quick,
+        "repeat": args.repeat,
+        "workers": args.workers,
+        "results": [],
+    }
+    errors = []
+    log(
+        "python {} ({}), start method {}, {} cpus, repeat {}{}".format(
+            report["python"],
+            sys.executable,
+            report["start_method"],
+            cpus,
+            args.repeat,
+            ", quick" if args.quick else "",
+        )
+    )
+
+    t_start = time.perf_counter()
+    for name, unit, workers, thunk in plan(args):
+        try:
+            report["results"].append(record(name, unit, workers, thunk()))
+        except Exception as exc:  # keep going: partial figures beat none
+            traceback.print_exc(file=sys.stderr)
+            errors.append({"name": name, "workers": workers, "error": repr(exc)})
+    if errors:
+        report["errors"] = errors
+    log("done in {:.1f} s".format(time.perf_counter() - t_start))
+
+    sys.stdout = real_stdout
+    json.dump(report, real_stdout)
+    real_stdout.write("\n")
+    real_stdout.flush()
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,192 @@
+//! `Imap`: the lazy iterator behind `imap` and `imap_unordered`, which pulls input
+//! only as results are consumed, so memory stays bounded on endless input.
+
+use crate::error::{Error, Result};
+use crate::pool::{Batch, Pool, Runs};
+use crate::sink::{Abortable, Sink};
+use crate::task::Task;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+
+/// Which order `Imap` yields outcomes in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Order {
+    /// Input order (`imap`).
+    Input,
+    /// Completion order (`imap_unordered`).
+    Completion,
+}
+
+/// Lazy results of [`Pool::imap`] / [`Pool::imap_unordered`]: one `Result` per input
+/// item. At most a few chunks per worker are in flight at any time.
+pub struct Imap<'p, B: crate::pool::Backend, F, I: Iterator, R> {
+    pool: &'p Pool<B>,
+    f: Arc<F>,
+    input: Option<I>,
+    sink: Arc<ImapSink<R>>,
+    chunk: usize,
+    /// Tasks in flight at most: enough to keep every worker fed.
+    window: usize,
+    submitted: usize,
+    delivered: usize,
+}
+
+impl<'p, B, F, I, R> Imap<'p, B, F, I, R>
+where
+    B: Runs<F, (I::Item,)>,
+    F: Task<(I::Item,), Output = R>,
+    I: Iterator,
+    R: Send + 'static,
+{
+    pub(crate) fn new(pool: &'p Pool<B>, f: F, input: I, order: Order) -> Self {
+        let backend = pool.backend();
+        // Python's imap default chunksize is 1; map's auto rule needs the length,
+        // which a lazy iterator does not have.
+        let chunk = backend.chunksize().unwrap_or(1);
+        let window = chunk * backend.workers() * (backend.prefetch() + 1);
+        let sink = Arc::new(ImapSink::new(order));
+        pool.track(sink.clone());
+        Imap {
+            pool,
+            f: Arc::new(f),
+            input: Some(input),
+            sink,
+            chunk,
+            window,
+            submitted: 0,
+            delivered: 0,
+        }
+    }
+
+    /// Submits input until `window` tasks are in flight or the input runs out.
+    fn top_up(&mut self) {
+        while self.submitted - self.delivered < self.window {
+            let Some(input) = self.input.as_mut() else {
+                return;
+            };
+            let items: Vec<(I::Item,)> = input.by_ref().take(self.chunk).map(|x| (x,)).collect();
+            if items.len() < self.chunk {
+                self.input = None;
+            }
+            if items.is_empty() {
+                return;
+            }
+            let len = items.len();
+            let sink: Arc<dyn Sink<R>> = self.sink.clone();
+            let batch = Batch {
+                items,
+                start: self.submitted,
+                sink,
+            };
+            self.submitted += len;
+            self.pool.submit(&self.f, vec![batch]);
+        }
+    }
+}
+
+impl<B, F, I, R> Iterator for Imap<'_, B, F, I, R>
+where
+    B: Runs<F, (I::Item,)>,
+    F: Task<(I::Item,), Output = R>,
+    I: Iterator,
+    R: Send + 'static,
+{
+    type Item = Result<R>;
+
+    fn next(&mut self) -> Option<Result<R>> {
+        self.top_up();
+        if self.delivered == self.submitted {
+            return None;
+        }
+        let out = self.sink.take(self.delivered);
+        self.delivered += 1;
+        if out
+            .as_ref()
+            .is_err_and(|e| matches!(e, Error::Terminated | Error::Closed))
+        {
+            self.input = None;
+        }
+        Some(out)
+    }
+}
+
+/// Results waiting to be yielded by an `Imap`.
+pub(crate) struct ImapSink<R> {
+    order: Order,
+    state: Mutex<ImapState<R>>,
+    arrived: Condvar,
+}
+
+struct ImapState<R> {
+    by_index: BTreeMap<usize, Result<R>>,
+    by_arrival: VecDeque<Result<R>>,
+    aborted: Option<Error>,
+}
+
+impl<R> ImapSink<R> {
+    fn new(order: Order) -> Self {
+        ImapSink {
+            order,
+            state: Mutex::new(ImapState {
+                by_index: BTreeMap::new(),
+                by_arrival: VecDeque::new(),
+                aborted: None,
+            }),
+            arrived: Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, ImapState<R>> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits for the outcome of task `index` (input order) or of any task
+    /// (completion order); after an abort, missing outcomes are the abort's error.
+    fn take(&self, index: usize) -> Result<R> {
+        let mut st = self.lock();
+        loop {
+            let found = match self.order {
+                Order::Input => st.by_index.remove(&index),
+                Order::Completion => st.by_arrival.pop_front(),
+            };
+            if let Some(r) = found {
+                return r;
+            }
+            if let Some(e) = &st.aborted {
+                return Err(e.clone());
+            }
+            st = self
+                .arrived
+                .wait(st)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
+impl<R: Send> Abortable for ImapSink<R> {
+    fn abort(&self, error: Error) {
+        let mut st = self.lock();
+        st.aborted.get_or_insert(error);
+        drop(st);
+        self.arrived.notify_all();
+    }
+    fn is_complete(&self) -> bool {
+        // The iterator decides when it is done; the registry only needs "not aborted yet".
+        self.lock().aborted.is_some()
+    }
+}
+
+impl<R: Send> Sink<R> for ImapSink<R> {
+    fn put(&self, start: usize, results: Vec<Result<R>>) {
+        let mut st = self.lock();
+        if st.aborted.is_some() {
+            return;
+        }
+        match self.order {
+            Order::Input => st.by_index.extend((start..).zip(results)),
+            Order::Completion => st.by_arrival.extend(results),
+        }
+        drop(st);
+        self.arrived.notify_all();
+    }
+}

@@ -1,0 +1,304 @@
+//! `Pool`: Python's `multiprocessing.Pool` methods, written once over any backend.
+
+use crate::config::Builder;
+use crate::error::{Error, Result};
+use crate::imap::{Imap, Order};
+use crate::result::{AsyncResult, MapSink};
+use crate::sink::{Registry, Sink};
+use crate::task::Task;
+use std::sync::Arc;
+
+/// Where a pool's workers live: threads, processes or MPI ranks.
+///
+/// Sealed: the pool's methods are written once against this seam and each backend
+/// supplies how work reaches its workers.
+pub trait Backend: Send + Sync + Sized + 'static + sealed::Sealed {
+    /// How many workers the pool keeps.
+    #[doc(hidden)]
+    fn workers(&self) -> usize;
+    /// The chunk size the user asked for, if any.
+    #[doc(hidden)]
+    fn chunksize(&self) -> Option<usize>;
+    /// Chunks each worker may hold ahead of the one it runs.
+    #[doc(hidden)]
+    fn prefetch(&self) -> usize;
+    /// Stop taking work; what is queued still runs.
+    #[doc(hidden)]
+    fn close(&self);
+    /// Wait until every queued task has finished and the workers are gone.
+    #[doc(hidden)]
+    fn join(&self);
+    /// Drop queued work and stop the workers now.
+    #[doc(hidden)]
+    fn terminate(&self);
+}
+
+pub(crate) mod sealed {
+    pub trait Sealed {}
+}
+
+/// A run of consecutive tasks of one submission, headed for one worker.
+#[doc(hidden)]
+pub struct Batch<Args, R> {
+    /// The tasks' arguments.
+    pub(crate) items: Vec<Args>,
+    /// Index of the first task within its submission.
+    pub(crate) start: usize,
+    /// Where the outcomes go.
+    pub(crate) sink: Arc<dyn Sink<R>>,
+}
+
+impl<Args, R> Batch<Args, R> {
+    /// Fails every task of the batch.
+    pub(crate) fn fail(&self, error: &Error) {
+        self.sink.fail(self.start, self.items.len(), error);
+    }
+}
+
+/// A backend that can run `F` on `Args`: the bounds differ by backend (threads take
+/// any closure; processes need a zero-sized `fn` and serde data).
+#[doc(hidden)]
+pub trait Runs<F: Task<Args>, Args>: Backend {
+    /// Queues the batches. A backend that refuses them (closed or terminated pool)
+    /// fails their tasks with the reason: a submission never vanishes.
+    fn submit(&self, f: &Arc<F>, batches: Vec<Batch<Args, F::Output>>);
+}
+
+/// A pool of workers running tasks, like Python's `multiprocessing.Pool`.
+///
+/// The backend is chosen when the pool is made: [`Pool::threads`],
+/// [`Pool::processes`], or `Pool::mpi` (feature `mpi`). The methods are the same on
+/// all of them. Dropping a pool closes it and waits for its tasks (Python's `with`
+/// block, minus the lost results).
+///
+/// ```
+/// use fondo::Pool;
+/// fn pow(b: u64, e: u32) -> u64 { b.pow(e) }
+///
+/// let pool = Pool::threads(2)?;
+/// assert_eq!(pool.starmap(pow, [(2, 10), (3, 4)])?, [1024, 81]);
+/// assert_eq!(pool.apply(pow, (2, 3))?, 8);
+/// # Ok::<(), fondo::Error>(())
+/// ```
+pub struct Pool<B: Backend> {
+    backend: B,
+    registry: Registry,
+}
+
+impl<B: Backend> std::fmt::Debug for Pool<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("backend", &std::any::type_name::<B>())
+            .field("workers", &self.backend.workers())
+            .finish()
+    }
+}
+
+impl Pool<crate::thread::Threads> {
+    /// A builder for pools with more options than the worker count.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+}
+
+impl<B: Backend> Pool<B> {
+    pub(crate) fn from_backend(backend: B) -> Self {
+        Pool {
+            backend,
+            registry: Registry::default(),
+        }
+    }
+
+    /// The backend, for backend-specific extras.
+    pub(crate) fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    /// Number of workers.
+    pub fn workers(&self) -> usize {
+        self.backend.workers()
+    }
+
+    /// Applies `f` to every item and returns the results in input order, like
+    /// Python's `Pool.map`. The first failing task's error is returned (by input
+    /// position); use [`imap`](Self::imap) to see every outcome.
+    pub fn map<F, T, R>(&self, f: F, items: impl IntoIterator<Item = T>) -> Result<Vec<R>>
+    where
+        F: Fn(T) -> R + Task<(T,), Output = R>,
+        B: Runs<F, (T,)>,
+        R: Send + 'static,
+    {
+        self.map_async(f, items).get()
+    }
+
+    /// Like [`map`](Self::map) without waiting: one `AsyncResult` for the whole list.
+    pub fn map_async<F, T, R>(
+        &self,
+        f: F,
+        items: impl IntoIterator<Item = T>,
+    ) -> AsyncResult<Vec<R>>
+    where
+        F: Fn(T) -> R + Task<(T,), Output = R>,
+        B: Runs<F, (T,)>,
+        R: Send + 'static,
+    {
+        self.starmap_async(f, items.into_iter().map(|x| (x,)))
+    }
+
+    /// Applies `f` to every tuple, spread over its arguments, like Python's
+    /// `Pool.starmap`: `starmap(pow, [(2, 10)])` computes `pow(2, 10)`.
+    pub fn starmap<F, Args, R>(&self, f: F, items: impl IntoIterator<Item = Args>) -> Result<Vec<R>>
+    where
+        F: Task<Args, Output = R>,
+        B: Runs<F, Args>,
+        R: Send + 'static,
+    {
+        self.starmap_async(f, items).get()
+    }
+
+    /// Like [`starmap`](Self::starmap) without waiting.
+    pub fn starmap_async<F, Args, R>(
+        &self,
+        f: F,
+        items: impl IntoIterator<Item = Args>,
+    ) -> AsyncResult<Vec<R>>
+    where
+        F: Task<Args, Output = R>,
+        B: Runs<F, Args>,
+        R: Send + 'static,
+    {
+        let items: Vec<Args> = items.into_iter().collect();
+        let (result, sink) = MapSink::new(items.len());
+        self.track(sink.clone());
+        let chunk = self
+            .backend
+            .chunksize()
+            .unwrap_or_else(|| auto_chunksize(items.len(), self.workers()));
+        self.submit(&Arc::new(f), split(items, chunk, sink));
+        result
+    }
+
+    /// Runs `f(args…)` on a worker and waits for it, like Python's `Pool.apply`.
+    pub fn apply<F, Args, R>(&self, f: F, args: Args) -> Result<R>
+    where
+        F: Task<Args, Output = R>,
+        B: Runs<F, Args>,
+        R: Send + 'static,
+    {
+        self.apply_async(f, args).get()
+    }
+
+    /// Starts `f(args…)` on a worker and returns at once, like Python's
+    /// `Pool.apply_async`; read the outcome from the `AsyncResult`.
+    pub fn apply_async<F, Args, R>(&self, f: F, args: Args) -> AsyncResult<R>
+    where
+        F: Task<Args, Output = R>,
+        B: Runs<F, Args>,
+        R: Send + 'static,
+    {
+        let (result, slot) = AsyncResult::pending();
+        self.track(slot.clone());
+        let sink: Arc<dyn Sink<R>> = slot;
+        self.submit(
+            &Arc::new(f),
+            vec![Batch {
+                items: vec![args],
+                start: 0,
+                sink,
+            }],
+        );
+        result
+    }
+
+    /// A lazy, ordered `map`: yields each task's outcome in input order, consuming
+    /// the input only as workers free up, so an endless iterator is fine.
+    pub fn imap<F, I, R>(&self, f: F, items: I) -> Imap<'_, B, F, I::IntoIter, R>
+    where
+        I: IntoIterator,
+        F: Fn(I::Item) -> R + Task<(I::Item,), Output = R>,
+        B: Runs<F, (I::Item,)>,
+        R: Send + 'static,
+    {
+        Imap::new(self, f, items.into_iter(), Order::Input)
+    }
+
+    /// Like [`imap`](Self::imap) but yields outcomes as they finish, tagged with
+    /// nothing: order is completion order, as in Python.
+    pub fn imap_unordered<F, I, R>(&self, f: F, items: I) -> Imap<'_, B, F, I::IntoIter, R>
+    where
+        I: IntoIterator,
+        F: Fn(I::Item) -> R + Task<(I::Item,), Output = R>,
+        B: Runs<F, (I::Item,)>,
+        R: Send + 'static,
+    {
+        Imap::new(self, f, items.into_iter(), Order::Completion)
+    }
+
+    /// Stops taking new tasks; those submitted still run (Python's `close()`).
+    pub fn close(&self) {
+        self.backend.close();
+    }
+
+    /// Closes the pool and waits until every submitted task has finished and the
+    /// workers have exited (Python needs `close()` first; here `join` implies it).
+    pub fn join(&self) {
+        self.backend.close();
+        self.backend.join();
+    }
+
+    /// Stops the workers now: every task not finished gets `Err(Terminated)` at
+    /// once, so no `get()` can hang (Python's `.get()` after terminate does).
+    pub fn terminate(&self) {
+        self.backend.terminate();
+        self.registry.abort_all(&Error::Terminated);
+    }
+
+    /// Remembers a submission's sink so `terminate()` can fail what it still waits for.
+    pub(crate) fn track(&self, sink: Arc<dyn crate::sink::Abortable>) {
+        self.registry.track(sink);
+    }
+
+    /// Queues batches whose sink is already tracked.
+    pub(crate) fn submit<F, Args>(&self, f: &Arc<F>, batches: Vec<Batch<Args, F::Output>>)
+    where
+        F: Task<Args>,
+        B: Runs<F, Args>,
+    {
+        self.backend.submit(f, batches);
+    }
+}
+
+impl<B: Backend> Drop for Pool<B> {
+    /// Close + join, so every `AsyncResult` taken before the drop gets its value.
+    fn drop(&mut self) {
+        self.backend.close();
+        self.backend.join();
+    }
+}
+
+/// Python's default: `ceil(len / (4 × workers))`, at least 1.
+pub(crate) fn auto_chunksize(len: usize, workers: usize) -> usize {
+    len.div_ceil(4 * workers.max(1)).max(1)
+}
+
+/// Cuts `items` into batches of `chunk` consecutive tasks feeding one sink.
+pub(crate) fn split<Args, R>(
+    items: Vec<Args>,
+    chunk: usize,
+    sink: Arc<dyn Sink<R>>,
+) -> Vec<Batch<Args, R>> {
+    let mut batches = Vec::with_capacity(items.len().div_ceil(chunk.max(1)));
+    let mut start = 0;
+    let mut rest = items.into_iter().peekable();
+    while rest.peek().is_some() {
+        let items: Vec<Args> = rest.by_ref().take(chunk.max(1)).collect();
+        let len = items.len();
+        batches.push(Batch {
+            items,
+            start,
+            sink: sink.clone(),
+        });
+        start += len;
+    }
+    batches
+}

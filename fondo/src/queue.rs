@@ -1,0 +1,136 @@
+//! `JobQueue`: the pool's FIFO of pending work and its open → closed → terminated
+//! life cycle, shared by the backends.
+
+use crate::error::Error;
+use std::collections::VecDeque;
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+
+/// Where a pool is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Takes new work.
+    Open,
+    /// Takes no new work; finishes what it has (Python's `close()`).
+    Closed,
+    /// Dropped its work; workers are being stopped (Python's `terminate()`).
+    Terminated,
+}
+
+/// A FIFO of jobs with the pool's phase, for workers that block waiting for work.
+pub(crate) struct JobQueue<J> {
+    state: Mutex<QueueState<J>>,
+    /// Signalled when a job arrives or the phase changes.
+    changed: Condvar,
+}
+
+struct QueueState<J> {
+    jobs: VecDeque<J>,
+    phase: Phase,
+}
+
+impl<J> Default for JobQueue<J> {
+    fn default() -> Self {
+        JobQueue {
+            state: Mutex::new(QueueState {
+                jobs: VecDeque::new(),
+                phase: Phase::Open,
+            }),
+            changed: Condvar::new(),
+        }
+    }
+}
+
+impl<J> JobQueue<J> {
+    fn lock(&self) -> MutexGuard<'_, QueueState<J>> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues `jobs`; gives them back with `Closed`/`Terminated` if the pool takes no work.
+    pub(crate) fn push_all(
+        &self,
+        jobs: impl IntoIterator<Item = J>,
+    ) -> Result<(), (Error, Vec<J>)> {
+        let mut st = self.lock();
+        match st.phase {
+            Phase::Open => {
+                st.jobs.extend(jobs);
+                drop(st);
+                self.changed.notify_all();
+                Ok(())
+            }
+            Phase::Closed => Err((Error::Closed, jobs.into_iter().collect())),
+            Phase::Terminated => Err((Error::Terminated, jobs.into_iter().collect())),
+        }
+    }
+
+    /// The next job, waiting for one; `None` once the pool is closed and drained or terminated.
+    pub(crate) fn pop_blocking(&self) -> Option<J> {
+        let mut st = self.lock();
+        loop {
+            if st.phase == Phase::Terminated {
+                return None;
+            }
+            if let Some(job) = st.jobs.pop_front() {
+                return Some(job);
+            }
+            if st.phase == Phase::Closed {
+                return None;
+            }
+            st = self
+                .changed
+                .wait(st)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    /// The next job if one is queued and the pool is not terminated.
+    pub(crate) fn try_pop(&self) -> Option<J> {
+        let mut st = self.lock();
+        if st.phase == Phase::Terminated {
+            return None;
+        }
+        st.jobs.pop_front()
+    }
+
+    /// Puts a job back at the front (work a dead worker never started).
+    pub(crate) fn push_front(&self, job: J) -> Result<(), J> {
+        let mut st = self.lock();
+        if st.phase == Phase::Terminated {
+            return Err(job);
+        }
+        st.jobs.push_front(job);
+        drop(st);
+        self.changed.notify_all();
+        Ok(())
+    }
+
+    /// The current phase.
+    pub(crate) fn phase(&self) -> Phase {
+        self.lock().phase
+    }
+
+    /// True when no job is waiting.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.lock().jobs.is_empty()
+    }
+
+    /// Stops taking work; queued jobs still run.
+    pub(crate) fn close(&self) {
+        let mut st = self.lock();
+        if st.phase == Phase::Open {
+            st.phase = Phase::Closed;
+        }
+        drop(st);
+        self.changed.notify_all();
+    }
+
+    /// Stops everything and hands back the jobs that never started.
+    pub(crate) fn terminate(&self) -> Vec<J> {
+        let mut st = self.lock();
+        st.phase = Phase::Terminated;
+        let dropped = st.jobs.drain(..).collect();
+        drop(st);
+        self.changed.notify_all();
+        dropped
+    }
+}

@@ -1,0 +1,391 @@
+//! `AsyncResult`: the handle `apply_async` and `map_async` return, readable by
+//! blocking, with a timeout, through callbacks or as a `Future`.
+
+use crate::error::{Error, Result};
+use crate::sink::{Abortable, Sink};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+type Callback<R> = Box<dyn FnOnce(&Result<R>) + Send>;
+
+/// The result of a task submitted without waiting, like Python's `AsyncResult`.
+///
+/// Unlike Python's, it can never hang: dropping the pool finishes the task first
+/// (the result stays readable afterwards) and `terminate()` turns it into
+/// `Err(Terminated)` at once.
+///
+/// ```
+/// use fondo::Pool;
+/// fn square(x: u64) -> u64 { x * x }
+///
+/// let pool = Pool::threads(2)?;
+/// let r = pool.apply_async(square, (5,));
+/// drop(pool); // close + join: the task still finishes
+/// assert_eq!(r.get()?, 25);
+/// # Ok::<(), fondo::Error>(())
+/// ```
+#[must_use = "an AsyncResult does nothing unless read; drop it to ignore the outcome"]
+pub struct AsyncResult<R> {
+    slot: Arc<Slot<R>>,
+}
+
+impl<R> std::fmt::Debug for AsyncResult<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncResult")
+            .field("ready", &self.slot.done.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl<R: Send + 'static> AsyncResult<R> {
+    /// A result and the sink a backend completes it through.
+    pub(crate) fn pending() -> (Self, Arc<Slot<R>>) {
+        let slot = Arc::new(Slot::new());
+        (AsyncResult { slot: slot.clone() }, slot)
+    }
+
+    /// A result that is already known (e.g. `Err(Closed)` for a refused submission).
+    pub(crate) fn ready_with(value: Result<R>) -> Self {
+        let (r, slot) = Self::pending();
+        slot.complete(value);
+        r
+    }
+
+    /// Blocks until the task finishes and returns its value or error.
+    pub fn get(self) -> Result<R> {
+        let mut st = self.slot.wait_until(|s| !s.is_pending(), None);
+        st.take()
+    }
+
+    /// Like [`get`](Self::get) but gives up after `timeout` with `Err(WaitTimeout)`,
+    /// leaving the task running: a later call can still return its value.
+    pub fn get_timeout(&self, timeout: Duration) -> Result<R> {
+        let mut st = self.slot.wait_until(|s| !s.is_pending(), Some(timeout));
+        if st.is_pending() {
+            return Err(Error::WaitTimeout { waited: timeout });
+        }
+        st.take()
+    }
+
+    /// Blocks until the task finishes, without taking its value.
+    pub fn wait(&self) {
+        drop(self.slot.wait_until(|s| !s.is_pending(), None));
+    }
+
+    /// Blocks until the task finishes or `timeout` passes; true if it finished.
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        !self
+            .slot
+            .wait_until(|s| !s.is_pending(), Some(timeout))
+            .is_pending()
+    }
+
+    /// True once the task has finished (successfully or not).
+    pub fn ready(&self) -> bool {
+        self.slot.done.load(Ordering::Acquire)
+    }
+
+    /// `Some(true)` if the task finished with a value, `Some(false)` if with an
+    /// error, `None` while it is still running (Python raises `ValueError` there).
+    pub fn successful(&self) -> Option<bool> {
+        match &*self.slot.lock() {
+            State::Done(r) => Some(r.is_ok()),
+            State::Taken => Some(true),
+            State::Pending { .. } | State::Completing => None,
+        }
+    }
+
+    /// Calls `callback` with the outcome as soon as the task finishes (at once if it
+    /// already has). The callback runs on a pool thread: keep it short.
+    pub fn on_done(self, callback: impl FnOnce(&Result<R>) + Send + 'static) -> Self {
+        self.slot.on_done(Box::new(callback));
+        self
+    }
+
+    /// Calls `callback` with the value if the task succeeds (Python's `callback=`).
+    pub fn on_success(self, callback: impl FnOnce(&R) + Send + 'static) -> Self {
+        self.on_done(move |r| {
+            if let Ok(v) = r {
+                callback(v)
+            }
+        })
+    }
+
+    /// Calls `callback` with the error if the task fails (Python's `error_callback=`).
+    pub fn on_error(self, callback: impl FnOnce(&Error) + Send + 'static) -> Self {
+        self.on_done(move |r| {
+            if let Err(e) = r {
+                callback(e)
+            }
+        })
+    }
+}
+
+/// Awaiting an `AsyncResult` yields the task's outcome, so pools mix with async code.
+impl<R: Send + 'static> Future for AsyncResult<R> {
+    type Output = Result<R>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<R>> {
+        let mut st = self.slot.lock();
+        match &mut *st {
+            State::Pending { waker, .. } => {
+                *waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+            // A callback is running; it finishes in a moment and wakes us then.
+            State::Completing => {
+                drop(st);
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+            State::Done(_) | State::Taken => Poll::Ready(st.take()),
+        }
+    }
+}
+
+/// The shared cell behind an `AsyncResult`.
+#[doc(hidden)]
+pub struct Slot<R> {
+    state: Mutex<State<R>>,
+    changed: Condvar,
+    /// Mirrors "state is Done or Taken" so `ready()` and the spin in `wait_until` need no lock.
+    done: AtomicBool,
+}
+
+enum State<R> {
+    Pending {
+        waker: Option<Waker>,
+        callbacks: Vec<Callback<R>>,
+    },
+    /// Callbacks are running outside the lock; the outcome is being stored.
+    Completing,
+    Done(Result<R>),
+    Taken,
+}
+
+impl<R> State<R> {
+    fn is_pending(&self) -> bool {
+        matches!(self, State::Pending { .. } | State::Completing)
+    }
+
+    fn take(&mut self) -> Result<R> {
+        match std::mem::replace(self, State::Taken) {
+            State::Done(r) => r,
+            State::Taken => Err(Error::ResultTaken),
+            other => {
+                *self = other;
+                Err(Error::ResultTaken)
+            }
+        }
+    }
+}
+
+impl<R> Slot<R> {
+    fn new() -> Self {
+        Slot {
+            state: Mutex::new(State::Pending {
+                waker: None,
+                callbacks: Vec::new(),
+            }),
+            changed: Condvar::new(),
+            done: AtomicBool::new(false),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State<R>> {
+        // A panicking callback cannot leave the state half-written: it runs unlocked.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits (spinning briefly first: a cross-CPU wake-up costs ~20 µs here) until
+    /// `cond` holds or `timeout` passes, and returns the locked state.
+    fn wait_until(
+        &self,
+        cond: impl Fn(&State<R>) -> bool,
+        timeout: Option<Duration>,
+    ) -> MutexGuard<'_, State<R>> {
+        let backoff = crossbeam_utils::Backoff::new();
+        while !self.done.load(Ordering::Acquire) && !backoff.is_completed() {
+            backoff.snooze();
+        }
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut st = self.lock();
+        while !cond(&st) {
+            st = match deadline {
+                None => self
+                    .changed
+                    .wait(st)
+                    .unwrap_or_else(PoisonError::into_inner),
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    self.changed
+                        .wait_timeout(st, left)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0
+                }
+            };
+        }
+        st
+    }
+
+    /// Stores the outcome unless one is already there (first writer wins), running
+    /// callbacks first, as Python does.
+    pub(crate) fn complete(&self, result: Result<R>) {
+        let (waker, callbacks) = {
+            let mut st = self.lock();
+            match std::mem::replace(&mut *st, State::Completing) {
+                State::Pending { waker, callbacks } => (waker, callbacks),
+                other => {
+                    *st = other;
+                    return;
+                }
+            }
+        };
+        for cb in callbacks {
+            run_callback(cb, &result);
+        }
+        self.store(State::Done(result));
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    fn store(&self, state: State<R>) {
+        let mut st = self.lock();
+        *st = state;
+        self.done.store(!st.is_pending(), Ordering::Release);
+        drop(st);
+        self.changed.notify_all();
+    }
+
+    fn on_done(&self, callback: Callback<R>) {
+        let mut st = self.lock();
+        match &mut *st {
+            State::Pending { callbacks, .. } => callbacks.push(callback),
+            State::Done(_) => {
+                // Run it unlocked so the callback may use this result's methods.
+                let State::Done(result) = std::mem::replace(&mut *st, State::Completing) else {
+                    return;
+                };
+                drop(st);
+                run_callback(callback, &result);
+                self.store(State::Done(result));
+            }
+            // Taken: the value is gone; Completing cannot be seen by the handle's owner.
+            State::Taken | State::Completing => {}
+        }
+    }
+}
+
+/// Runs a user callback; a panic in it must not take down the pool thread delivering results.
+fn run_callback<R>(cb: Callback<R>, result: &Result<R>) {
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cb(result)));
+    if let Err(p) = outcome {
+        eprintln!(
+            "fondo: a result callback panicked: {}",
+            crate::error::panic_message(&*p)
+        );
+    }
+}
+
+impl<R: Send> Abortable for Slot<R> {
+    fn abort(&self, error: Error) {
+        self.complete(Err(error));
+    }
+    fn is_complete(&self) -> bool {
+        self.done.load(Ordering::Acquire)
+    }
+}
+
+impl<R: Send> Sink<R> for Slot<R> {
+    fn put(&self, start: usize, results: Vec<Result<R>>) {
+        if start == 0 {
+            if let Some(r) = results.into_iter().next() {
+                self.complete(r);
+            }
+        }
+    }
+}
+
+/// Collects the results of `map_async`, in input order, into one `AsyncResult<Vec<R>>`.
+pub(crate) struct MapSink<R> {
+    parts: Mutex<MapParts<R>>,
+    out: Arc<Slot<Vec<R>>>,
+}
+
+struct MapParts<R> {
+    results: Vec<Option<Result<R>>>,
+    missing: usize,
+}
+
+impl<R: Send + 'static> MapSink<R> {
+    /// A sink for `len` results and the `AsyncResult` it completes.
+    pub(crate) fn new(len: usize) -> (AsyncResult<Vec<R>>, Arc<Self>) {
+        let (handle, out) = AsyncResult::pending();
+        let mut results = Vec::new();
+        results.resize_with(len, || None);
+        let sink = Arc::new(MapSink {
+            parts: Mutex::new(MapParts {
+                results,
+                missing: len,
+            }),
+            out,
+        });
+        if len == 0 {
+            sink.out.complete(Ok(Vec::new()));
+        }
+        (handle, sink)
+    }
+
+    fn finish(&self, parts: &mut MapParts<R>) {
+        // Python's map raises the first failure; so do we, by input position.
+        let all = std::mem::take(&mut parts.results);
+        let collected: Result<Vec<R>> = all
+            .into_iter()
+            .map(|r| r.unwrap_or(Err(Error::Terminated)))
+            .collect();
+        self.out.complete(collected);
+    }
+}
+
+impl<R: Send + 'static> Abortable for MapSink<R> {
+    fn abort(&self, error: Error) {
+        let mut parts = self.parts.lock().unwrap_or_else(PoisonError::into_inner);
+        if parts.missing == 0 {
+            return;
+        }
+        for r in parts.results.iter_mut().filter(|r| r.is_none()) {
+            *r = Some(Err(error.clone()));
+        }
+        parts.missing = 0;
+        self.finish(&mut parts);
+    }
+    fn is_complete(&self) -> bool {
+        self.out.is_complete()
+    }
+}
+
+impl<R: Send + 'static> Sink<R> for MapSink<R> {
+    fn put(&self, start: usize, results: Vec<Result<R>>) {
+        let mut parts = self.parts.lock().unwrap_or_else(PoisonError::into_inner);
+        if parts.missing == 0 {
+            return;
+        }
+        for (i, r) in results.into_iter().enumerate() {
+            if let Some(cell @ None) = parts.results.get_mut(start + i) {
+                *cell = Some(r);
+                parts.missing -= 1;
+            }
+        }
+        if parts.missing == 0 {
+            self.finish(&mut parts);
+        }
+    }
+}

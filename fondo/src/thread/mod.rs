@@ -1,0 +1,212 @@
+//! The thread backend: workers are threads of this process, tasks any closure.
+
+use crate::config::{Builder, Config};
+use crate::error::{Error, Result};
+use crate::pool::{Backend, Batch, Pool, Runs, sealed};
+use crate::queue::{JobQueue, Phase};
+use crate::task::Task;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+
+/// Marker and state of a pool whose workers are threads (`Pool::threads`).
+///
+/// Tasks may be any `Fn` closure, capturing or not, with any `Send` data: nothing
+/// is serialised. A panicking task gives `Err(Panicked)` and its thread lives on.
+/// A thread cannot be killed, so per-task timeouts need the process backend.
+pub struct Threads {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    queue: JobQueue<Box<dyn ThreadJob>>,
+    config: Config,
+    /// Live worker threads; recycled workers add their replacement here.
+    handles: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// A batch bound to its function, ready to run on any worker thread.
+trait ThreadJob: Send {
+    /// Runs every task, delivering the outcomes; returns how many ran.
+    fn run(self: Box<Self>) -> usize;
+    /// Fails every task without running it.
+    fn fail(self: Box<Self>, error: &Error);
+}
+
+struct Job<F: Task<Args>, Args> {
+    f: Arc<F>,
+    batch: Batch<Args, F::Output>,
+}
+
+impl<F: Task<Args>, Args: Send> ThreadJob for Job<F, Args>
+where
+    F::Output: Send,
+{
+    fn run(self: Box<Self>) -> usize {
+        let Job { f, batch } = *self;
+        let ran = batch.items.len();
+        let results = batch
+            .items
+            .into_iter()
+            .map(|args| {
+                catch_unwind(AssertUnwindSafe(|| f.call(args))).map_err(|p| Error::from_panic(&*p))
+            })
+            .collect();
+        batch.sink.put(batch.start, results);
+        ran
+    }
+
+    fn fail(self: Box<Self>, error: &Error) {
+        self.batch.fail(error);
+    }
+}
+
+impl Pool<Threads> {
+    /// A pool of `n` worker threads, like `multiprocessing.pool.ThreadPool(n)`.
+    ///
+    /// ```
+    /// let pool = fondo::Pool::threads(2)?;
+    /// let squares = pool.map(|x: u64| x * x, 1..=4)?;
+    /// assert_eq!(squares, [1, 4, 9, 16]);
+    /// # Ok::<(), fondo::Error>(())
+    /// ```
+    pub fn threads(n: usize) -> Result<Self> {
+        Builder::default().workers(n).threads()
+    }
+}
+
+impl Builder {
+    /// Builds a pool of worker threads with these options.
+    pub fn threads(self) -> Result<Pool<Threads>> {
+        let config = self.settle()?;
+        if config.task_timeout.is_some() {
+            return Err(Error::Config(
+                "task_timeout needs Pool::processes or Pool::mpi: a thread cannot be killed".into(),
+            ));
+        }
+        let shared = Arc::new(Shared {
+            queue: JobQueue::default(),
+            handles: Mutex::new(Vec::with_capacity(config.workers)),
+            config,
+        });
+        for _ in 0..shared.config.workers {
+            start_worker(&shared)?;
+        }
+        Ok(Pool::from_backend(Threads { shared }))
+    }
+}
+
+/// Starts one worker thread and records its handle.
+fn start_worker(shared: &Arc<Shared>) -> Result<()> {
+    let for_thread = shared.clone();
+    let handle = std::thread::Builder::new()
+        .name("fondo-worker".into())
+        .spawn(move || worker_loop(for_thread))?;
+    shared
+        .handles
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(handle);
+    Ok(())
+}
+
+fn worker_loop(shared: Arc<Shared>) {
+    if let Some(init) = shared.config.initializer {
+        if let Err(p) = catch_unwind(init) {
+            eprintln!(
+                "fondo: worker initializer panicked: {}",
+                crate::error::panic_message(&*p)
+            );
+        }
+    }
+    let mut ran = 0;
+    while let Some(job) = shared.queue.pop_blocking() {
+        ran += job.run();
+        if shared
+            .config
+            .max_tasks_per_child
+            .is_some_and(|max| ran >= max)
+        {
+            // Recycle: a fresh thread (and initializer) takes this one's place.
+            if shared.queue.phase() == Phase::Open || !shared.queue.is_empty() {
+                if let Err(e) = start_worker(&shared) {
+                    eprintln!("fondo: could not replace a recycled worker thread: {e}");
+                    continue;
+                }
+            }
+            return;
+        }
+    }
+}
+
+impl sealed::Sealed for Threads {}
+
+impl Backend for Threads {
+    fn workers(&self) -> usize {
+        self.shared.config.workers
+    }
+    fn chunksize(&self) -> Option<usize> {
+        self.shared.config.chunksize
+    }
+    fn prefetch(&self) -> usize {
+        self.shared.config.prefetch
+    }
+    fn close(&self) {
+        self.shared.queue.close();
+    }
+    fn join(&self) {
+        if self.shared.queue.phase() == Phase::Terminated {
+            // A terminated pool's threads may be stuck in a task that never ends; they
+            // finish on their own and touch only results already failed. Don't wait.
+            self.shared
+                .handles
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clear();
+            return;
+        }
+        // Recycling adds handles while we join: drain until none are left.
+        loop {
+            let handles = std::mem::take(
+                &mut *self
+                    .shared
+                    .handles
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner),
+            );
+            if handles.is_empty() {
+                return;
+            }
+            for h in handles {
+                // Task panics are caught inside; a panic here is a fondo bug, already printed.
+                let _ = h.join();
+            }
+        }
+    }
+    fn terminate(&self) {
+        for job in self.shared.queue.terminate() {
+            job.fail(&Error::Terminated);
+        }
+    }
+}
+
+impl<F, Args> Runs<F, Args> for Threads
+where
+    F: Task<Args>,
+    F::Output: Send + 'static,
+    Args: Send + 'static,
+{
+    fn submit(&self, f: &Arc<F>, batches: Vec<Batch<Args, F::Output>>) {
+        let jobs = batches.into_iter().map(|batch| {
+            Box::new(Job {
+                f: f.clone(),
+                batch,
+            }) as Box<dyn ThreadJob>
+        });
+        if let Err((error, refused)) = self.shared.queue.push_all(jobs) {
+            for job in refused {
+                job.fail(&error);
+            }
+        }
+    }
+}
