@@ -48,13 +48,6 @@ impl<R: Send + 'static> AsyncResult<R> {
         (AsyncResult { slot: slot.clone() }, slot)
     }
 
-    /// A result that is already known (e.g. `Err(Closed)` for a refused submission).
-    pub(crate) fn ready_with(value: Result<R>) -> Self {
-        let (r, slot) = Self::pending();
-        slot.complete(value);
-        r
-    }
-
     /// Blocks until the task finishes and returns its value or error.
     pub fn get(self) -> Result<R> {
         let mut st = self.slot.wait_until(|s| !s.is_pending(), None);

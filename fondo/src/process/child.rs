@@ -1,0 +1,164 @@
+//! `fondo::spawn`: one function call in a new process, joined like a thread.
+
+use super::entry::offset_of_entry;
+use super::spawn::{WorkerProcess, start_worker, wait_readable, write_all_blocking};
+use super::wire::{
+    Fill, FrameWriter, FromWorker, ToWorker, WireResult, decode_header, encode_into, serde_error,
+};
+use crate::config::DEFAULT_MAX_FRAME;
+use crate::error::{Error, ExitCause, Result};
+use crate::task::Task;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::marker::PhantomData;
+use std::os::unix::process::ExitStatusExt;
+use std::time::{Duration, Instant};
+
+/// Runs `f(args…)` in a new process — this executable started again — and returns
+/// a handle to join it, like `std::thread::spawn` but with its own PID, its own
+/// memory, and a return value (which Python's `Process` cannot give).
+///
+/// `f` must be a `fn` item or a closure that captures nothing (checked at compile
+/// time); `args` and the result are `serde` types.
+///
+/// ```
+/// fn pow(b: u64, e: u32) -> u64 { b.pow(e) }
+///
+/// let child = fondo::spawn(pow, (2, 10))?;
+/// assert_ne!(child.pid(), std::process::id());
+/// assert_eq!(child.join()?, 1024);
+/// # Ok::<(), fondo::Error>(())
+/// ```
+pub fn spawn<F, Args>(f: F, args: Args) -> Result<Child<F::Output>>
+where
+    F: Task<Args>,
+    Args: Serialize + DeserializeOwned,
+    F::Output: Serialize + DeserializeOwned,
+{
+    let _ = f; // zero-sized: the worker conjures its own copy from the offset
+    let mut body = Vec::new();
+    encode_into(&mut body, &args).map_err(|e| serde_error("arguments", e))?;
+    let mut worker = start_worker(None, DEFAULT_MAX_FRAME)?;
+    let mut out = FrameWriter::default();
+    let run = ToWorker::Run {
+        job: 0,
+        entry: offset_of_entry::<F, Args>(),
+        count: 1,
+    };
+    out.push(&run, DEFAULT_MAX_FRAME, |b| b.extend_from_slice(&body))?;
+    out.push(&ToWorker::Shutdown, DEFAULT_MAX_FRAME, |_| {})?;
+    if let Err(e) = write_all_blocking(&mut out, &worker.sock) {
+        let _ = worker.child.kill();
+        let _ = worker.child.wait();
+        return Err(e);
+    }
+    Ok(Child {
+        worker: Some(worker),
+        _result: PhantomData,
+    })
+}
+
+/// A process started by [`spawn`]: its PID, and its result once joined.
+///
+/// Dropping a `Child` without joining waits for it, as dropping a pool does: a
+/// process is never left behind as an orphan or a zombie.
+pub struct Child<R> {
+    worker: Option<WorkerProcess>,
+    _result: PhantomData<fn() -> R>,
+}
+
+impl<R> std::fmt::Debug for Child<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Child").field("pid", &self.pid()).finish()
+    }
+}
+
+impl<R> Child<R> {
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
+        self.worker.as_ref().map_or(0, |w| w.pid)
+    }
+
+    /// Kills the child (SIGKILL); `join` then returns `Err(WorkerDied)`.
+    pub fn kill(&mut self) -> Result<()> {
+        if let Some(w) = self.worker.as_mut() {
+            w.child.kill()?;
+        }
+        Ok(())
+    }
+}
+
+impl<R: DeserializeOwned> Child<R> {
+    /// Waits for the function to return and gives its value; a panic in it gives
+    /// `Err(Panicked)`, a crash `Err(WorkerDied)`.
+    pub fn join(mut self) -> Result<R> {
+        self.join_inner(None)
+    }
+
+    /// Like [`join`](Self::join) but gives up after `timeout` with
+    /// `Err(WaitTimeout)`, leaving the child running; join again later.
+    pub fn join_timeout(&mut self, timeout: Duration) -> Result<R> {
+        self.join_inner(Some(Instant::now() + timeout))
+            .map_err(|e| match e {
+                Error::WaitTimeout { .. } => Error::WaitTimeout { waited: timeout },
+                other => other,
+            })
+    }
+
+    fn join_inner(&mut self, deadline: Option<Instant>) -> Result<R> {
+        let Some(w) = self.worker.as_mut() else {
+            return Err(Error::ResultTaken);
+        };
+        let outcome = loop {
+            if w.reader.has_frame() {
+                break Some(read_outcome::<R>(w));
+            }
+            let left = match deadline {
+                Some(d) => d.saturating_duration_since(Instant::now()),
+                None => Duration::from_secs(3600),
+            };
+            if deadline.is_some() && left.is_zero() {
+                return Err(Error::WaitTimeout {
+                    waited: Duration::ZERO,
+                });
+            }
+            wait_readable(&w.sock, left)?;
+            if w.reader.fill(&w.sock)? == Fill::Eof {
+                break None;
+            }
+        };
+        let mut w = self.worker.take().ok_or(Error::ResultTaken)?;
+        let status = w.child.wait()?;
+        match outcome {
+            Some(result) => result,
+            None => Err(Error::WorkerDied {
+                pid: w.pid,
+                cause: match (status.signal(), status.code()) {
+                    (Some(s), _) => ExitCause::Signal(s),
+                    (None, Some(c)) => ExitCause::Code(c),
+                    _ => ExitCause::Unknown,
+                },
+            }),
+        }
+    }
+}
+
+/// Decodes the child's one `Done` frame.
+fn read_outcome<R: DeserializeOwned>(w: &mut WorkerProcess) -> Result<R> {
+    let payload = w.reader.next_frame()?.unwrap_or_default();
+    let (header, body): (FromWorker, &[u8]) = decode_header(payload)?;
+    if !matches!(header, FromWorker::Done { count: 1, .. }) {
+        return Err(Error::Protocol("unexpected frame from child".into()));
+    }
+    let (result, _): (WireResult<R>, _) =
+        postcard::take_from_bytes(body).map_err(|e| serde_error("result", e))?;
+    result.map_err(Error::from)
+}
+
+impl<R> Drop for Child<R> {
+    fn drop(&mut self) {
+        if let Some(mut w) = self.worker.take() {
+            let _ = w.child.wait();
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! `ProcJob`: a batch with its arguments already encoded, its function named by
+//! offset, and a type-erased sink that decodes the worker's answer.
+
+use super::wire::{WireResult, encode_into};
+use crate::error::{Error, Result};
+use crate::pool::Batch;
+use crate::sink::Sink;
+use crate::task::Task;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::sync::Arc;
+
+/// Decodes a worker's encoded outcomes into a typed sink.
+pub(crate) trait Outcomes: Send + Sync {
+    /// Decodes `count` outcomes from `body` and delivers them from index `start`.
+    fn deliver(&self, start: usize, count: usize, body: &[u8]);
+    /// Fails tasks `start .. start + count`.
+    fn fail(&self, start: usize, count: usize, error: &Error);
+}
+
+struct Typed<R> {
+    sink: Arc<dyn Sink<R>>,
+}
+
+impl<R: DeserializeOwned + Send + 'static> Outcomes for Typed<R> {
+    fn deliver(&self, start: usize, count: usize, mut body: &[u8]) {
+        let mut results = Vec::with_capacity(count);
+        for _ in 0..count {
+            match postcard::take_from_bytes::<WireResult<R>>(body) {
+                Ok((r, rest)) => {
+                    body = rest;
+                    results.push(r.map_err(Error::from));
+                }
+                Err(e) => {
+                    let err = Error::Serialization {
+                        what: "result",
+                        message: e.to_string(),
+                    };
+                    results.resize_with(count, || Err(err.clone()));
+                    break;
+                }
+            }
+        }
+        self.sink.put(start, results);
+    }
+
+    fn fail(&self, start: usize, count: usize, error: &Error) {
+        self.sink.fail(start, count, error);
+    }
+}
+
+/// A batch ready for the wire.
+pub(crate) struct ProcJob {
+    /// Offset of the entry point that runs this batch.
+    pub(crate) entry: i64,
+    /// The encoded argument tuples, shared so a resend after a worker death is free.
+    pub(crate) args: Arc<Vec<u8>>,
+    pub(crate) count: u32,
+    /// Index of the first task in its submission.
+    pub(crate) start: usize,
+    pub(crate) outcomes: Arc<dyn Outcomes>,
+    /// Length of one encoded argument tuple at the front of a slice: splits a batch.
+    skip: fn(&[u8]) -> Option<usize>,
+    /// How many times the tasks of this job have been run on a worker that died.
+    pub(crate) attempts: u32,
+}
+
+fn skip_one<Args: DeserializeOwned>(bytes: &[u8]) -> Option<usize> {
+    let (_, rest) = postcard::take_from_bytes::<Args>(bytes).ok()?;
+    Some(bytes.len() - rest.len())
+}
+
+impl ProcJob {
+    /// Encodes a batch. An argument that fails to encode fails its own task; the
+    /// tasks around it still run (as separate jobs, to keep indices contiguous).
+    pub(crate) fn encode<F, Args>(batch: Batch<Args, F::Output>, max_frame: usize) -> Vec<ProcJob>
+    where
+        F: Task<Args>,
+        Args: Serialize + DeserializeOwned,
+        F::Output: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let entry = super::entry::offset_of_entry::<F, Args>();
+        let outcomes: Arc<dyn Outcomes> = Arc::new(Typed {
+            sink: batch.sink.clone(),
+        });
+        let mut jobs = Vec::new();
+        let mut args = Vec::new();
+        let mut first = batch.start;
+        let mut count = 0u32;
+        let flush = |args: &mut Vec<u8>, first: usize, count: &mut u32, jobs: &mut Vec<ProcJob>| {
+            if *count > 0 {
+                jobs.push(ProcJob {
+                    entry,
+                    args: Arc::new(std::mem::take(args)),
+                    count: *count,
+                    start: first,
+                    outcomes: outcomes.clone(),
+                    skip: skip_one::<Args>,
+                    attempts: 0,
+                });
+            }
+            *count = 0;
+        };
+        for (i, item) in batch.items.iter().enumerate() {
+            let index = batch.start + i;
+            let mark = args.len();
+            let failure = match encode_into(&mut args, item) {
+                Ok(()) if args.len() <= max_frame => None,
+                Ok(()) => Some(Error::Protocol(format!(
+                    "arguments of {} bytes exceed the {max_frame}-byte frame limit",
+                    args.len()
+                ))),
+                Err(e) => Some(super::wire::serde_error("arguments", e)),
+            };
+            match failure {
+                None => count += 1,
+                Some(err) => {
+                    // What encoded before this item runs as its own job.
+                    args.truncate(mark);
+                    flush(&mut args, first, &mut count, &mut jobs);
+                    outcomes.fail(index, 1, &err);
+                    first = index + 1;
+                }
+            }
+            if count > 0 && args.len() >= max_frame / 2 {
+                flush(&mut args, first, &mut count, &mut jobs);
+                first = index + 1;
+            }
+        }
+        flush(&mut args, first, &mut count, &mut jobs);
+        jobs
+    }
+
+    /// Splits off tasks `at..` into a second job; `None` if the arguments are unreadable.
+    pub(crate) fn split_off(&mut self, at: u32) -> Option<ProcJob> {
+        if at >= self.count {
+            return None;
+        }
+        let cut = byte_offset(&self.args, at, self.skip)?;
+        let tail = ProcJob {
+            entry: self.entry,
+            args: Arc::new(self.args[cut..].to_vec()),
+            count: self.count - at,
+            start: self.start + at as usize,
+            outcomes: self.outcomes.clone(),
+            skip: self.skip,
+            attempts: self.attempts,
+        };
+        self.args = Arc::new(self.args[..cut].to_vec());
+        self.count = at;
+        Some(tail)
+    }
+
+    /// Fails every task of the job.
+    pub(crate) fn fail(&self, error: &Error) {
+        self.outcomes.fail(self.start, self.count as usize, error);
+    }
+
+    /// Delivers the worker's encoded outcomes.
+    pub(crate) fn deliver(&self, count: u32, body: &[u8]) -> Result<()> {
+        if count != self.count {
+            return Err(Error::Protocol(format!(
+                "worker returned {count} outcomes for a job of {}",
+                self.count
+            )));
+        }
+        self.outcomes.deliver(self.start, count as usize, body);
+        Ok(())
+    }
+}
+
+/// Byte offset of item `n` in a run of encoded items.
+fn byte_offset(bytes: &[u8], n: u32, skip: fn(&[u8]) -> Option<usize>) -> Option<usize> {
+    let mut at = 0;
+    for _ in 0..n {
+        at += skip(bytes.get(at..)?)?;
+    }
+    Some(at)
+}

@@ -1,0 +1,239 @@
+//! The process backend: workers are copies of this executable, tasks are plain
+//! `fn`s (or capture-free closures) with serde data.
+
+mod child;
+mod entry;
+mod job;
+mod progress;
+mod slot;
+mod spawn;
+mod wire;
+mod worker;
+
+pub use child::{Child, spawn};
+
+use crate::config::{Builder, Config};
+use crate::error::{Error, Result};
+use crate::pool::{Backend, Batch, Pool, Runs, sealed};
+use crate::queue::JobQueue;
+use crate::task::Task;
+use job::ProcJob;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use slot::Slot;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+
+/// Marker and state of a pool whose workers are processes (`Pool::processes`).
+///
+/// Each worker is this executable started again (never a bare `fork` of a threaded
+/// parent), diverted into a task loop before `main`. Tasks must be zero-sized
+/// callables — `fn` items or closures that capture nothing — checked at compile
+/// time, and their arguments and results `serde` types:
+///
+/// ```compile_fail
+/// let pool = fondo::Pool::processes(1).unwrap();
+/// let offset = 10u64;
+/// // A capturing closure cannot be named in another process: refused at compile time.
+/// let _ = pool.map(move |x: u64| x + offset, 0..4);
+/// ```
+pub struct Processes {
+    shared: Arc<Shared>,
+    supervisors: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// What the pool's supervisor threads and submitters share.
+pub(crate) struct Shared {
+    queue: JobQueue<ProcJob>,
+    config: Config,
+    slots: Vec<Arc<Slot>>,
+    next_job: AtomicU64,
+    /// Slots that gave up starting workers.
+    lost: Mutex<usize>,
+}
+
+impl Shared {
+    /// Offers queued work to every slot with room in its pipeline.
+    fn kick(&self, from: Option<&Slot>) {
+        for slot in &self.slots {
+            let own = from.is_some_and(|s| std::ptr::eq(s, &**slot));
+            slot.pump(self, own);
+            if self.queue.is_empty() {
+                break;
+            }
+        }
+    }
+
+    /// Puts tasks a dead worker did not finish back at the head of the queue.
+    fn requeue(&self, jobs: Vec<ProcJob>) {
+        if jobs.is_empty() {
+            return;
+        }
+        for job in jobs.into_iter().rev() {
+            if let Err(job) = self.queue.push_front(job) {
+                job.fail(&Error::Terminated);
+            }
+        }
+        self.kick(None);
+    }
+
+    /// A slot could not start workers any more; with none left, queued work fails.
+    fn slot_lost(&self, why: &Error) {
+        let mut lost = self.lost.lock().unwrap_or_else(PoisonError::into_inner);
+        *lost += 1;
+        if *lost == self.slots.len() {
+            for job in self.queue.terminate() {
+                job.fail(why);
+            }
+        }
+    }
+}
+
+impl Pool<Processes> {
+    /// A pool of `n` worker processes, like Python's `multiprocessing.Pool(n)`.
+    ///
+    /// ```
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// let pool = fondo::Pool::processes(2)?;
+    /// assert_eq!(pool.map(square, 1..=4)?, [1, 4, 9, 16]);
+    /// # Ok::<(), fondo::Error>(())
+    /// ```
+    pub fn processes(n: usize) -> Result<Self> {
+        Builder::default().workers(n).processes()
+    }
+
+    /// The PIDs of the current worker processes (0 for a slot between workers).
+    pub fn pids(&self) -> Vec<u32> {
+        self.backend()
+            .shared
+            .slots
+            .iter()
+            .map(|s| s.pid())
+            .collect()
+    }
+}
+
+impl Builder {
+    /// Builds a pool of worker processes with these options. Returns once every
+    /// worker has started and proved it runs this same executable.
+    pub fn processes(self) -> Result<Pool<Processes>> {
+        let config = self.settle()?;
+        let slots = (0..config.workers)
+            .map(|_| Slot::new().map(Arc::new))
+            .collect::<Result<Vec<_>>>()?;
+        let shared = Arc::new(Shared {
+            queue: JobQueue::default(),
+            config,
+            slots,
+            next_job: AtomicU64::new(0),
+            lost: Mutex::new(0),
+        });
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let mut supervisors = Vec::with_capacity(shared.slots.len());
+        for slot in &shared.slots {
+            let (slot, shared2, ready) = (slot.clone(), shared.clone(), ready_tx.clone());
+            let spawned = std::thread::Builder::new()
+                .name("fondo-supervisor".into())
+                .spawn(move || slot.supervise(&shared2, ready));
+            match spawned {
+                Ok(h) => supervisors.push(h),
+                Err(e) => {
+                    let backend = Processes {
+                        shared,
+                        supervisors: Mutex::new(supervisors),
+                    };
+                    backend.terminate();
+                    backend.join();
+                    return Err(e.into());
+                }
+            }
+        }
+        drop(ready_tx);
+        let backend = Processes {
+            shared,
+            supervisors: Mutex::new(supervisors),
+        };
+        let mut first_error = None;
+        for _ in 0..backend.shared.slots.len() {
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    first_error.get_or_insert(e);
+                }
+                Err(_) => {
+                    first_error.get_or_insert(Error::Spawn("a supervisor thread exited".into()));
+                }
+            }
+        }
+        if let Some(e) = first_error {
+            backend.terminate();
+            backend.join();
+            return Err(e);
+        }
+        Ok(Pool::from_backend(backend))
+    }
+}
+
+impl sealed::Sealed for Processes {}
+
+impl Backend for Processes {
+    fn workers(&self) -> usize {
+        self.shared.config.workers
+    }
+    fn chunksize(&self) -> Option<usize> {
+        self.shared.config.chunksize
+    }
+    fn prefetch(&self) -> usize {
+        self.shared.config.prefetch
+    }
+    fn close(&self) {
+        self.shared.queue.close();
+        for slot in &self.shared.slots {
+            slot.wake();
+        }
+    }
+    fn join(&self) {
+        let handles = std::mem::take(
+            &mut *self
+                .supervisors
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        for h in handles {
+            let _ = h.join();
+        }
+    }
+    fn terminate(&self) {
+        for job in self.shared.queue.terminate() {
+            job.fail(&Error::Terminated);
+        }
+        for slot in &self.shared.slots {
+            slot.kill();
+        }
+    }
+}
+
+impl<F, Args> Runs<F, Args> for Processes
+where
+    F: Task<Args>,
+    Args: Serialize + DeserializeOwned + Send + 'static,
+    F::Output: Serialize + DeserializeOwned + Send + 'static,
+{
+    fn submit(&self, _f: &Arc<F>, batches: Vec<Batch<Args, F::Output>>) {
+        let max_frame = self.shared.config.max_frame;
+        let jobs: Vec<ProcJob> = batches
+            .into_iter()
+            .flat_map(|b| ProcJob::encode::<F, Args>(b, max_frame))
+            .collect();
+        match self.shared.queue.push_all(jobs) {
+            Ok(()) => self.shared.kick(None),
+            Err((error, refused)) => {
+                for job in refused {
+                    job.fail(&error);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! `Progress`: a page of memory shared with one worker, where it records which task
+//! it is running, so the parent can blame the right task when the worker dies and
+//! time a task without a message per task.
+
+use crate::error::Result;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// The shared cells. Counts are over the worker's whole life, in dispatch order.
+#[repr(C)]
+struct Cells {
+    /// Tasks the worker has started.
+    started: AtomicU64,
+    /// Tasks the worker has finished (result encoded).
+    finished: AtomicU64,
+    /// CLOCK_MONOTONIC nanoseconds when the running task started.
+    started_at_ns: AtomicU64,
+}
+
+const MAP_LEN: usize = 4096;
+const _: () = assert!(std::mem::size_of::<Cells>() <= MAP_LEN);
+
+/// One side's view of a worker's progress page.
+pub(crate) struct Progress {
+    cells: NonNull<Cells>,
+    fd: OwnedFd,
+}
+
+// SAFETY: `Cells` holds only atomics, which are safe to use from any thread; the
+// mapping lives until `Progress` is dropped.
+unsafe impl Send for Progress {}
+// SAFETY: as above: all access goes through atomics.
+unsafe impl Sync for Progress {}
+
+impl Progress {
+    /// A fresh zeroed page (parent side), backed by a memfd the worker inherits.
+    pub(crate) fn create() -> Result<Progress> {
+        use rustix::fs::{MemfdFlags, ftruncate, memfd_create};
+        let fd = memfd_create("fondo-progress", MemfdFlags::CLOEXEC)?;
+        ftruncate(&fd, MAP_LEN as u64)?;
+        Self::map(fd)
+    }
+
+    /// Maps a page the parent created (worker side).
+    pub(crate) fn open(fd: OwnedFd) -> Result<Progress> {
+        Self::map(fd)
+    }
+
+    fn map(fd: OwnedFd) -> Result<Progress> {
+        use rustix::mm::{MapFlags, ProtFlags, mmap};
+        let size = rustix::fs::fstat(&fd)?.st_size;
+        if size < MAP_LEN as i64 {
+            return Err(crate::Error::Protocol("progress page is too small".into()));
+        }
+        // SAFETY: we map a fresh region (no address hint, so nothing existing is
+        // replaced) of a memfd at least MAP_LEN long; it stays mapped until Drop.
+        let ptr = unsafe {
+            mmap(
+                std::ptr::null_mut(),
+                MAP_LEN,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::SHARED,
+                &fd,
+                0,
+            )?
+        };
+        let cells = NonNull::new(ptr.cast::<Cells>())
+            .ok_or_else(|| crate::Error::Protocol("mmap returned null".into()))?;
+        Ok(Progress { cells, fd })
+    }
+
+    fn cells(&self) -> &Cells {
+        // SAFETY: the mapping is page-aligned, MAP_LEN ≥ size_of::<Cells>(), zero
+        // bytes are valid atomics, and it lives as long as `self`.
+        unsafe { self.cells.as_ref() }
+    }
+
+    /// The memfd, to hand to the worker.
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// Worker: a task is starting.
+    pub(crate) fn start_task(&self) {
+        let c = self.cells();
+        c.started_at_ns.store(now_ns(), Ordering::Relaxed);
+        c.started.fetch_add(1, Ordering::Release);
+    }
+
+    /// Worker: the task has finished.
+    pub(crate) fn finish_task(&self) {
+        self.cells().finished.fetch_add(1, Ordering::Release);
+    }
+
+    /// Parent: `(started, finished)` counts.
+    pub(crate) fn counts(&self) -> (u64, u64) {
+        let c = self.cells();
+        // Read `finished` first: it never exceeds `started` read after it.
+        let finished = c.finished.load(Ordering::Acquire);
+        (c.started.load(Ordering::Acquire), finished)
+    }
+
+    /// Parent: how long the running task has run, if one is running.
+    pub(crate) fn running_for(&self) -> Option<Duration> {
+        let (started, finished) = self.counts();
+        if started <= finished {
+            return None;
+        }
+        let at = self.cells().started_at_ns.load(Ordering::Relaxed);
+        Some(Duration::from_nanos(now_ns().saturating_sub(at)))
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        // SAFETY: we mapped exactly this region in `map` and nothing borrows it past `self`.
+        unsafe {
+            let _ = rustix::mm::munmap(self.cells.as_ptr().cast(), MAP_LEN);
+        }
+    }
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: the same clock in every process of the machine.
+fn now_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    (t.tv_sec as u64).saturating_mul(1_000_000_000) + t.tv_nsec as u64
+}

@@ -1,0 +1,429 @@
+//! A worker slot: the parent-side supervisor thread of one worker process. It reads
+//! results, refills the worker's pipeline, enforces timeouts, and when the worker
+//! dies blames the one task that was running, requeues the rest and starts a
+//! replacement.
+
+use super::Shared;
+use super::job::ProcJob;
+use super::spawn::{WorkerProcess, start_worker, write_all_blocking};
+use super::wire::{Fill, FrameWriter, FromWorker, ToWorker, decode_header};
+use crate::error::{Error, ExitCause, Result};
+use crate::queue::Phase;
+use std::collections::VecDeque;
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::ExitStatusExt;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+/// One worker's place in the pool; its process comes and goes, the slot stays.
+pub(crate) struct Slot {
+    state: Mutex<SlotState>,
+    /// Written to wake the supervisor thread out of `poll`.
+    wake: OwnedFd,
+}
+
+/// What submitters and the supervisor share, under the slot's lock.
+#[derive(Default)]
+struct SlotState {
+    /// The live worker's socket (write side); `None` between workers.
+    sock: Option<Arc<UnixStream>>,
+    pid: u32,
+    writer: FrameWriter,
+    /// Jobs sent and not yet answered, in the order the worker runs them.
+    inflight: VecDeque<InFlight>,
+    /// Tasks sent to the current worker: numbers its tasks like its progress page does.
+    dispatched: u64,
+    /// No more work for this worker: it is being recycled or stopped.
+    retiring: bool,
+}
+
+struct InFlight {
+    id: u64,
+    /// The worker-lifetime number of the job's first task.
+    first_task: u64,
+    job: ProcJob,
+}
+
+/// Why a worker's life ended.
+enum End {
+    /// The pool is done with the slot.
+    Stop,
+    /// Start another worker in this slot.
+    Replace,
+}
+
+impl Slot {
+    pub(crate) fn new() -> Result<Slot> {
+        use rustix::event::{EventfdFlags, eventfd};
+        Ok(Slot {
+            state: Mutex::new(SlotState::default()),
+            wake: eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, SlotState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The current worker's PID, 0 between workers.
+    pub(crate) fn pid(&self) -> u32 {
+        self.lock().pid
+    }
+
+    /// Wakes the supervisor thread.
+    pub(crate) fn wake(&self) {
+        let _ = rustix::io::write(&self.wake, &1u64.to_ne_bytes());
+    }
+
+    fn drain_wake(&self) {
+        let mut buf = [0u8; 8];
+        let _ = rustix::io::read(&self.wake, &mut buf);
+    }
+
+    /// Kills the current worker (terminate); the supervisor sees the EOF.
+    pub(crate) fn kill(&self) {
+        let st = self.lock();
+        if st.pid != 0 {
+            if let Some(pid) = rustix::process::Pid::from_raw(st.pid as i32) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            }
+        }
+        drop(st);
+        self.wake();
+    }
+
+    /// Sends queued jobs to this slot's worker until its pipeline is full.
+    /// Called by submitters and by the supervisor; never blocks on the socket.
+    pub(crate) fn pump(&self, shared: &Shared, from_supervisor: bool) {
+        let mut st = self.lock();
+        let Some(sock) = st.sock.clone() else { return };
+        let mut sent = false;
+        while !st.retiring && st.inflight.len() < shared.config.prefetch {
+            if shared
+                .config
+                .max_tasks_per_child
+                .is_some_and(|max| st.dispatched >= max as u64)
+            {
+                st.retiring = true;
+                break;
+            }
+            let Some(job) = shared.queue.try_pop() else {
+                break;
+            };
+            let id = shared.next_job.fetch_add(1, Ordering::Relaxed);
+            let run = ToWorker::Run {
+                job: id,
+                entry: job.entry,
+                count: job.count,
+            };
+            if let Err(e) = st
+                .writer
+                .push_shared(&run, &job.args, shared.config.max_frame)
+            {
+                job.fail(&e);
+                continue;
+            }
+            let first_task = st.dispatched;
+            st.dispatched += u64::from(job.count);
+            st.inflight.push_back(InFlight {
+                id,
+                first_task,
+                job,
+            });
+            sent = true;
+        }
+        let flushed = !sent || st.writer.flush(&*sock).unwrap_or(false);
+        drop(st);
+        if (!flushed || !sent) && !from_supervisor {
+            // Leftover bytes (or a retirement) are the supervisor's to handle.
+            self.wake();
+        }
+    }
+
+    /// The supervisor thread's body: runs workers in this slot until the pool stops.
+    pub(crate) fn supervise(
+        self: &Arc<Self>,
+        shared: &Arc<Shared>,
+        ready: std::sync::mpsc::Sender<Result<()>>,
+    ) {
+        let mut ready = Some(ready);
+        let mut failures = 0u32;
+        loop {
+            let started = start_worker(shared.config.initializer, shared.config.max_frame)
+                .and_then(|mut w| match self.install(&w) {
+                    Ok(()) => Ok(w),
+                    Err(e) => {
+                        let _ = w.child.kill();
+                        reap(&mut w);
+                        Err(e)
+                    }
+                });
+            let worker = match started {
+                Ok(w) => {
+                    failures = 0;
+                    w
+                }
+                Err(e) => {
+                    if let Some(r) = ready.take() {
+                        let _ = r.send(Err(e));
+                        return;
+                    }
+                    failures += 1;
+                    if failures >= 5 || shared.queue.phase() == Phase::Terminated {
+                        shared.slot_lost(&e);
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(50 << failures));
+                    continue;
+                }
+            };
+            if let Some(r) = ready.take() {
+                let _ = r.send(Ok(()));
+            }
+            match self.run_worker(shared, worker) {
+                End::Stop => return,
+                End::Replace => {
+                    if shared.queue.phase() == Phase::Terminated
+                        || (shared.queue.phase() == Phase::Closed && shared.queue.is_empty())
+                    {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Makes `w` the slot's worker, reachable by submitters.
+    fn install(&self, w: &WorkerProcess) -> Result<()> {
+        let sock = Arc::new(w.sock.try_clone()?);
+        *self.lock() = SlotState {
+            sock: Some(sock),
+            pid: w.pid,
+            ..SlotState::default()
+        };
+        Ok(())
+    }
+
+    /// One worker's life under supervision.
+    fn run_worker(&self, shared: &Shared, mut w: WorkerProcess) -> End {
+        self.pump(shared, true);
+        let backoff = crossbeam_utils::Backoff::new();
+        loop {
+            match shared.queue.phase() {
+                Phase::Terminated => return self.bury(shared, &mut w, Some(Error::Terminated)),
+                Phase::Closed if shared.queue.is_empty() && self.lock().inflight.is_empty() => {
+                    return self.shut_down(&mut w);
+                }
+                _ => {}
+            }
+            {
+                let st = self.lock();
+                if st.retiring && st.inflight.is_empty() {
+                    drop(st);
+                    let _ = self.shut_down(&mut w);
+                    return End::Replace;
+                }
+            }
+            if let Some(end) = self.check_timeout(shared, &mut w) {
+                return end;
+            }
+            match w.reader.fill(&w.sock) {
+                Ok(Fill::Eof) => return self.bury(shared, &mut w, None),
+                Ok(Fill::Read(n)) => {
+                    if let Err(e) = self.handle_frames(shared, &mut w) {
+                        eprintln!("fondo: worker {}: {e}; killing it", w.pid);
+                        let _ = w.child.kill();
+                        return self.bury(shared, &mut w, Some(e));
+                    }
+                    if n > 0 {
+                        backoff.reset();
+                        continue;
+                    }
+                }
+                Err(e) => {
+                    let _ = w.child.kill();
+                    return self.bury(shared, &mut w, Some(e.into()));
+                }
+            }
+            let busy = !self.lock().inflight.is_empty();
+            if busy && !backoff.is_completed() {
+                // A result is probably microseconds away: spin rather than pay a wake-up.
+                backoff.snooze();
+                continue;
+            }
+            self.wait_for_events(shared, &w);
+        }
+    }
+
+    /// Blocks in poll on the socket and the wake fd, flushing pending output.
+    fn wait_for_events(&self, shared: &Shared, w: &WorkerProcess) {
+        use rustix::event::{PollFd, PollFlags, Timespec, poll};
+        let want_write = {
+            let mut st = self.lock();
+            match st.sock.clone() {
+                Some(sock) => !st.writer.flush(&*sock).unwrap_or(true),
+                None => false,
+            }
+        };
+        let timeout = shared.config.task_timeout.map(|limit| {
+            let left = w
+                .progress
+                .running_for()
+                .map_or(limit, |ran| limit.saturating_sub(ran));
+            // Re-check at least this often: a queued task starts without telling us.
+            let d = left.clamp(Duration::from_millis(1), Duration::from_millis(50));
+            Timespec {
+                tv_sec: d.as_secs() as i64,
+                tv_nsec: i64::from(d.subsec_nanos()),
+            }
+        });
+        let mut flags = PollFlags::IN;
+        if want_write {
+            flags |= PollFlags::OUT;
+        }
+        let mut fds = [
+            PollFd::new(&w.sock, flags),
+            PollFd::new(&self.wake, PollFlags::IN),
+        ];
+        let _ = poll(&mut fds, timeout.as_ref());
+        if fds[1].revents().contains(PollFlags::IN) {
+            self.drain_wake();
+        }
+        self.pump(shared, true);
+    }
+
+    /// Handles every complete `Done` frame buffered from the worker.
+    fn handle_frames(&self, shared: &Shared, w: &mut WorkerProcess) -> Result<()> {
+        let mut any = false;
+        while let Some(payload) = w.reader.next_frame()? {
+            let (header, body): (FromWorker, &[u8]) = decode_header(payload)?;
+            let FromWorker::Done { job, count } = header else {
+                return Err(Error::Protocol("unexpected frame from worker".into()));
+            };
+            let done = {
+                let mut st = self.lock();
+                match st.inflight.front() {
+                    Some(f) if f.id == job => st.inflight.pop_front(),
+                    _ => None,
+                }
+            };
+            let done =
+                done.ok_or_else(|| Error::Protocol(format!("answer for unknown job {job}")))?;
+            // Deliver unlocked: sinks may run user callbacks.
+            done.job.deliver(count, body)?;
+            any = true;
+        }
+        if any {
+            self.pump(shared, true);
+        }
+        Ok(())
+    }
+
+    /// Kills the worker if its running task is over the timeout.
+    fn check_timeout(&self, shared: &Shared, w: &mut WorkerProcess) -> Option<End> {
+        let limit = shared.config.task_timeout?;
+        let ran = w.progress.running_for()?;
+        if ran <= limit {
+            return None;
+        }
+        let _ = w.child.kill();
+        Some(self.bury(shared, w, Some(Error::Timeout { limit })))
+    }
+
+    /// Asks the worker to exit after its queue and reaps it.
+    fn shut_down(&self, w: &mut WorkerProcess) -> End {
+        let mut out = FrameWriter::default();
+        if out.push(&ToWorker::Shutdown, 64, |_| {}).is_ok() {
+            let _ = write_all_blocking(&mut out, &w.sock);
+        }
+        self.lock().sock = None;
+        reap(w);
+        End::Stop
+    }
+
+    /// After a worker died (or was killed with `reason`): blames the task it was
+    /// running, requeues the tasks it had not finished reporting, and reaps it.
+    fn bury(&self, shared: &Shared, w: &mut WorkerProcess, reason: Option<Error>) -> End {
+        let inflight = {
+            let mut st = self.lock();
+            st.sock = None;
+            st.pid = 0;
+            std::mem::take(&mut st.inflight)
+        };
+        let cause = reap(w);
+        let (started, finished) = w.progress.counts();
+        let culprit_error = match reason {
+            Some(e) => e,
+            None => Error::WorkerDied { pid: w.pid, cause },
+        };
+        let running = (started > finished).then_some(finished);
+        let mut requeue = Vec::new();
+        for InFlight {
+            first_task,
+            mut job,
+            ..
+        } in inflight
+        {
+            if let Error::Terminated = culprit_error {
+                job.fail(&Error::Terminated);
+                continue;
+            }
+            let Some(r) =
+                running.filter(|r| (first_task..first_task + u64::from(job.count)).contains(r))
+            else {
+                requeue.push(job);
+                continue;
+            };
+            // Split around the task that was running: before it (finished but not
+            // reported: run again), it, after it (never started).
+            let at = (r - first_task) as u32;
+            let mut culprit = match job.split_off(at) {
+                Some(tail) => {
+                    if job.count > 0 {
+                        requeue.push(job);
+                    }
+                    tail
+                }
+                None => job,
+            };
+            let after = culprit.split_off(1);
+            if culprit.attempts < shared.config.retries
+                && !matches!(culprit_error, Error::Timeout { .. })
+            {
+                culprit.attempts += 1;
+                requeue.push(culprit);
+            } else {
+                culprit.fail(&culprit_error);
+            }
+            requeue.extend(after);
+        }
+        shared.requeue(requeue);
+        match culprit_error {
+            Error::Terminated => End::Stop,
+            _ => End::Replace,
+        }
+    }
+}
+
+/// Waits for a worker that is exiting; kills it if it lingers.
+fn reap(w: &mut WorkerProcess) -> ExitCause {
+    let deadline = Instant::now() + Duration::from_millis(500);
+    loop {
+        match w.child.try_wait() {
+            Ok(Some(status)) => {
+                return match (status.signal(), status.code()) {
+                    (Some(sig), _) => ExitCause::Signal(sig),
+                    (None, Some(code)) => ExitCause::Code(code),
+                    (None, None) => ExitCause::Unknown,
+                };
+            }
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(1)),
+            Ok(None) => {
+                let _ = w.child.kill();
+            }
+            Err(_) => return ExitCause::Unknown,
+        }
+    }
+}

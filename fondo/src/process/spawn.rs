@@ -1,0 +1,212 @@
+//! Starting a worker process: the same executable re-executed with a private
+//! socketpair and progress page, then a handshake that proves it is the same program.
+
+use super::progress::Progress;
+use super::wire::{
+    ExeId, Fill, FrameReader, FrameWriter, FromWorker, PROTOCOL_VERSION, ToWorker, decode_header,
+};
+use crate::error::{Error, Result};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
+
+/// The environment variable that diverts a re-executed process into a worker.
+pub(crate) const WORKER_ENV: &str = "__FONDO_WORKER";
+
+/// How long a new worker may take to say hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A started worker, handshake done.
+pub(crate) struct WorkerProcess {
+    pub(crate) child: Child,
+    pub(crate) pid: u32,
+    pub(crate) sock: UnixStream,
+    pub(crate) progress: Progress,
+    pub(crate) reader: FrameReader,
+}
+
+/// Starts a worker and completes the handshake.
+pub(crate) fn start_worker(initializer: Option<fn()>, max_frame: usize) -> Result<WorkerProcess> {
+    super::worker::keep_linked();
+    let (ours, theirs) = UnixStream::pair()?;
+    let progress = Progress::create()?;
+    let command = worker_command(theirs.as_fd(), progress.fd(), max_frame);
+    let child = spawn_on_keeper(command, theirs.as_raw_fd(), progress.fd().as_raw_fd())?;
+    drop(theirs);
+    ours.set_nonblocking(true)?;
+    let pid = child.id();
+    let mut worker = WorkerProcess {
+        child,
+        pid,
+        sock: ours,
+        progress,
+        reader: FrameReader::new(max_frame),
+    };
+    match handshake(&mut worker, initializer, max_frame) {
+        Ok(()) => Ok(worker),
+        Err(e) => {
+            let _ = worker.child.kill();
+            let _ = worker.child.wait();
+            Err(e)
+        }
+    }
+}
+
+/// `/proc/self/exe`, told where its socket and progress page are.
+fn worker_command(sock: BorrowedFd<'_>, progress: BorrowedFd<'_>, max_frame: usize) -> Command {
+    let mut cmd = Command::new("/proc/self/exe");
+    let name = std::env::args_os()
+        .next()
+        .map(|a| a.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "fondo".into());
+    cmd.arg0(format!("{name} [fondo worker]"))
+        .env(
+            WORKER_ENV,
+            format!(
+                "{},{},{},{}",
+                sock.as_raw_fd(),
+                progress.as_raw_fd(),
+                std::process::id(),
+                max_frame
+            ),
+        )
+        .stdin(Stdio::null());
+    cmd
+}
+
+type SpawnRequest = (Command, i32, i32, mpsc::Sender<std::io::Result<Child>>);
+
+/// Forks happen on one long-lived thread: PR_SET_PDEATHSIG fires when the *thread*
+/// that forked exits, so forking from a short-lived thread would kill its workers.
+fn spawn_on_keeper(command: Command, sock: i32, progress: i32) -> Result<Child> {
+    static KEEPER: OnceLock<Mutex<mpsc::Sender<SpawnRequest>>> = OnceLock::new();
+    let keeper = KEEPER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<SpawnRequest>();
+        let started = std::thread::Builder::new()
+            .name("fondo-spawner".into())
+            .spawn(move || {
+                for (mut cmd, sock, progress, reply) in rx {
+                    let _ = reply.send(spawn_now(&mut cmd, sock, progress));
+                }
+            });
+        if let Err(e) = started {
+            eprintln!("fondo: could not start the spawner thread: {e}");
+        }
+        Mutex::new(tx)
+    });
+    let (reply_tx, reply_rx) = mpsc::channel();
+    keeper
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .send((command, sock, progress, reply_tx))
+        .map_err(|_| Error::Spawn("the spawner thread is gone".into()))?;
+    let child = reply_rx
+        .recv()
+        .map_err(|_| Error::Spawn("the spawner thread is gone".into()))?;
+    child.map_err(|e| Error::Spawn(e.to_string()))
+}
+
+/// Forks and execs, arranging in the child that it dies with its parent and keeps
+/// exactly the two descriptors it needs.
+fn spawn_now(cmd: &mut Command, sock: i32, progress: i32) -> std::io::Result<Child> {
+    let parent = rustix::process::getpid();
+    // SAFETY: the closure runs in the forked child before exec and only makes raw
+    // syscalls (prctl, getppid, fcntl): async-signal-safe, no allocation, no locks.
+    unsafe {
+        cmd.pre_exec(move || {
+            use rustix::process::{Signal, getppid, set_parent_process_death_signal};
+            set_parent_process_death_signal(Some(Signal::KILL))?;
+            // The parent may have died before the prctl: then nobody would kill us.
+            if getppid() != Some(parent) {
+                // from_raw_os_error does not allocate, unlike io::Error::other.
+                return Err(std::io::Error::from_raw_os_error(
+                    rustix::io::Errno::SRCH.raw_os_error(),
+                ));
+            }
+            for fd in [sock, progress] {
+                let fd = BorrowedFd::borrow_raw(fd);
+                rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty())?;
+            }
+            Ok(())
+        })
+    };
+    cmd.spawn()
+}
+
+/// Waits for `Hello`, checks protocol and executable, sends `Setup`.
+fn handshake(w: &mut WorkerProcess, initializer: Option<fn()>, max_frame: usize) -> Result<()> {
+    let deadline = Instant::now() + HELLO_TIMEOUT;
+    let hello = loop {
+        if w.reader.has_frame() {
+            let payload = w.reader.next_frame()?.unwrap_or_default();
+            let (hello, _): (FromWorker, _) = decode_header(payload)?;
+            break hello;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(Error::Spawn(format!(
+                "worker {} did not say hello in {HELLO_TIMEOUT:?}",
+                w.pid
+            )));
+        }
+        wait_readable(&w.sock, left)?;
+        if w.reader.fill(&w.sock)? == Fill::Eof {
+            let status = w.child.wait()?;
+            return Err(Error::Spawn(format!(
+                "worker {} exited before the handshake ({status})",
+                w.pid
+            )));
+        }
+    };
+    let FromWorker::Hello { protocol, pid, exe } = hello else {
+        return Err(Error::Protocol("expected Hello from a new worker".into()));
+    };
+    if protocol != PROTOCOL_VERSION {
+        return Err(Error::Protocol(format!(
+            "worker speaks protocol {protocol}, parent {PROTOCOL_VERSION}"
+        )));
+    }
+    let ours = ExeId::current()?;
+    if exe != ours || pid != w.pid {
+        return Err(Error::ExecutableMismatch(format!(
+            "worker {pid}: {exe:?}, parent: {ours:?}"
+        )));
+    }
+    let setup = ToWorker::Setup {
+        initializer: initializer.map(super::entry::offset_of_fn),
+    };
+    let mut out = FrameWriter::default();
+    out.push(&setup, max_frame, |_| {})?;
+    write_all_blocking(&mut out, &w.sock)
+}
+
+/// Blocks until `fd` is readable (or hung up) or `timeout` passes.
+pub(crate) fn wait_readable(fd: impl AsFd, timeout: Duration) -> Result<()> {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let ts = Timespec {
+        tv_sec: timeout.as_secs().min(i64::MAX as u64) as i64,
+        tv_nsec: i64::from(timeout.subsec_nanos()),
+    };
+    let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+    match poll(&mut fds, Some(&ts)) {
+        Ok(_) | Err(rustix::io::Errno::INTR) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Writes everything queued, waiting for the socket when it is full.
+pub(crate) fn write_all_blocking(out: &mut FrameWriter, sock: &UnixStream) -> Result<()> {
+    use rustix::event::{PollFd, PollFlags, poll};
+    while !out.flush(sock)? {
+        let mut fds = [PollFd::new(sock, PollFlags::OUT)];
+        match poll(&mut fds, None) {
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}

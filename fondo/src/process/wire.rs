@@ -1,0 +1,452 @@
+//! The wire between parent and worker: length-prefixed frames on a socketpair,
+//! read and written without ever blocking, with a size cap checked before any
+//! allocation.
+//!
+//! A frame is `len: u32 LE` followed by `len` bytes: a postcard-encoded header,
+//! then the body (encoded arguments or results) up to the end of the frame.
+
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::io::{self, IoSlice};
+use std::os::fd::AsFd;
+use std::sync::Arc;
+
+/// Bumped whenever a header changes shape.
+pub(crate) const PROTOCOL_VERSION: u32 = 1;
+
+/// What the parent tells a worker.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) enum ToWorker {
+    /// First message after `Hello`: how to set up.
+    Setup {
+        /// Offset of the `fn()` initializer from the anchor, if any.
+        initializer: Option<i64>,
+    },
+    /// Run `count` tasks whose encoded arguments form the body.
+    Run {
+        /// Parent's id for the job; echoed in `Done`.
+        job: u64,
+        /// Offset of the batch entry point from the anchor.
+        entry: i64,
+        /// Number of tasks in the body.
+        count: u32,
+    },
+    /// Finish and exit.
+    Shutdown,
+}
+
+/// What a worker tells the parent.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) enum FromWorker {
+    /// First message: who the worker is.
+    Hello {
+        /// Must equal `PROTOCOL_VERSION`.
+        protocol: u32,
+        /// The worker's PID.
+        pid: u32,
+        /// The identity of the executable the worker runs.
+        exe: ExeId,
+    },
+    /// A job finished: the body holds `count` encoded `WireResult`s.
+    Done {
+        /// The job's id.
+        job: u64,
+        /// Number of outcomes in the body.
+        count: u32,
+    },
+}
+
+/// Identifies an executable file: the same device, inode, size and mtime means the
+/// same program, so function offsets are valid on both sides.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct ExeId {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime_ns: i128,
+}
+
+impl ExeId {
+    /// The identity of the running executable.
+    pub(crate) fn current() -> Result<ExeId> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata("/proc/self/exe")?;
+        Ok(ExeId {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.size(),
+            mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+        })
+    }
+}
+
+/// Why a task failed inside a worker, in a form that crosses the wire.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) enum TaskFailure {
+    /// The task panicked.
+    Panicked {
+        message: String,
+        location: Option<String>,
+    },
+    /// Arguments could not be decoded or the result could not be encoded.
+    Serialization { what: String, message: String },
+}
+
+impl From<TaskFailure> for Error {
+    fn from(f: TaskFailure) -> Self {
+        match f {
+            TaskFailure::Panicked { message, location } => Error::Panicked { message, location },
+            TaskFailure::Serialization { what, message } => Error::Serialization {
+                what: if what == "arguments" {
+                    "arguments"
+                } else {
+                    "result"
+                },
+                message,
+            },
+        }
+    }
+}
+
+/// One task's outcome on the wire.
+pub(crate) type WireResult<R> = std::result::Result<R, TaskFailure>;
+
+/// Turns a postcard error into a `Serialization` error about `what`.
+pub(crate) fn serde_error(what: &'static str, e: postcard::Error) -> Error {
+    Error::Serialization {
+        what,
+        message: e.to_string(),
+    }
+}
+
+/// A postcard output that appends to a borrowed `Vec`, so many values can share one
+/// buffer without a copy each.
+struct AppendTo<'a>(&'a mut Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for AppendTo<'_> {
+    type Output = ();
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(data);
+        Ok(())
+    }
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.0.push(data);
+        Ok(())
+    }
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
+}
+
+/// Appends `value`'s encoding to `out`; on failure `out` is left as it was.
+pub(crate) fn encode_into<T: Serialize + ?Sized>(
+    out: &mut Vec<u8>,
+    value: &T,
+) -> postcard::Result<()> {
+    let mark = out.len();
+    let r = postcard::serialize_with_flavor(value, AppendTo(out));
+    if r.is_err() {
+        out.truncate(mark);
+    }
+    r
+}
+
+/// Appends a whole frame (`len`, header, body) to `out`; `body` writes the body.
+pub(crate) fn encode_frame<H: Serialize>(
+    out: &mut Vec<u8>,
+    header: &H,
+    max_frame: usize,
+    body: impl FnOnce(&mut Vec<u8>),
+) -> Result<()> {
+    let start = out.len();
+    out.extend_from_slice(&[0; 4]);
+    if let Err(e) = encode_into(out, header) {
+        out.truncate(start);
+        return Err(serde_error("frame header", e));
+    }
+    body(out);
+    let len = out.len() - start - 4;
+    if len > max_frame {
+        out.truncate(start);
+        return Err(Error::Protocol(format!(
+            "frame of {len} bytes exceeds the {max_frame}-byte limit"
+        )));
+    }
+    let len = u32::try_from(len)
+        .map_err(|_| Error::Protocol(format!("frame of {len} bytes does not fit a u32 length")))?;
+    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    Ok(())
+}
+
+/// Splits a frame's payload into its decoded header and the body that follows.
+pub(crate) fn decode_header<'a, H: Deserialize<'a>>(payload: &'a [u8]) -> Result<(H, &'a [u8])> {
+    postcard::take_from_bytes(payload)
+        .map_err(|e| Error::Protocol(format!("bad frame header: {e}")))
+}
+
+/// Incoming bytes, cut into frames as they complete.
+pub(crate) struct FrameReader {
+    buf: Vec<u8>,
+    /// Bytes of `buf` already handed out as frames.
+    consumed: usize,
+    max_frame: usize,
+}
+
+/// What one non-blocking read did.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Fill {
+    /// Read this many bytes (0: nothing available now).
+    Read(usize),
+    /// The peer closed the connection.
+    Eof,
+}
+
+impl FrameReader {
+    pub(crate) fn new(max_frame: usize) -> Self {
+        FrameReader {
+            buf: Vec::new(),
+            consumed: 0,
+            max_frame,
+        }
+    }
+
+    /// Reads whatever the socket has now, without blocking (the socket must be non-blocking).
+    pub(crate) fn fill(&mut self, fd: impl AsFd) -> io::Result<Fill> {
+        if self.consumed > 0 {
+            self.buf.drain(..self.consumed);
+            self.consumed = 0;
+        }
+        let mut total = 0;
+        loop {
+            // Room for the frame being read (capped, so a lying length cannot make us
+            // reserve more than the frame limit), or 64 KiB for the next headers.
+            let want = self.pending_len().map_or(0, |n| n.min(self.max_frame) + 4);
+            let need = want
+                .saturating_sub(self.buf.len())
+                .clamp(64 * 1024, 64 << 20);
+            self.buf.reserve(need);
+            match rustix::io::read(fd.as_fd(), rustix::buffer::spare_capacity(&mut self.buf)) {
+                Ok(0) if total == 0 => return Ok(Fill::Eof),
+                Ok(0) => return Ok(Fill::Read(total)),
+                Ok(n) => total += n,
+                Err(rustix::io::Errno::AGAIN) => return Ok(Fill::Read(total)),
+                Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Length announced by the next frame's prefix, once its 4 bytes are here.
+    fn pending_len(&self) -> Option<usize> {
+        let prefix = self.buf.get(self.consumed..self.consumed + 4)?;
+        let bytes: [u8; 4] = prefix.try_into().ok()?;
+        Some(u32::from_le_bytes(bytes) as usize)
+    }
+
+    /// True when a complete frame (or an oversized one, to be reported) is buffered.
+    pub(crate) fn has_frame(&self) -> bool {
+        self.pending_len()
+            .is_some_and(|len| len > self.max_frame || self.buf.len() >= self.consumed + 4 + len)
+    }
+
+    /// The next complete frame's payload, if one has arrived.
+    pub(crate) fn next_frame(&mut self) -> Result<Option<&[u8]>> {
+        let Some(len) = self.pending_len() else {
+            return Ok(None);
+        };
+        if len > self.max_frame {
+            return Err(Error::Protocol(format!(
+                "incoming frame of {len} bytes exceeds the {}-byte limit",
+                self.max_frame
+            )));
+        }
+        let start = self.consumed + 4;
+        if self.buf.len() < start + len {
+            return Ok(None);
+        }
+        self.consumed = start + len;
+        Ok(Some(&self.buf[start..start + len]))
+    }
+}
+
+/// Outgoing frames, written as far as the socket takes them without blocking.
+///
+/// Big bodies are kept as shared buffers and sent with `writev`, not copied.
+#[derive(Default)]
+pub(crate) struct FrameWriter {
+    chunks: std::collections::VecDeque<Chunk>,
+}
+
+enum Chunk {
+    Owned(Vec<u8>, usize),
+    Shared(Arc<Vec<u8>>, usize),
+}
+
+impl Chunk {
+    fn rest(&self) -> &[u8] {
+        match self {
+            Chunk::Owned(v, at) => &v[*at..],
+            Chunk::Shared(v, at) => &v[*at..],
+        }
+    }
+    fn advance(&mut self, n: usize) {
+        match self {
+            Chunk::Owned(_, at) | Chunk::Shared(_, at) => *at += n,
+        }
+    }
+}
+
+impl FrameWriter {
+    /// Queues a frame whose body is already encoded in `body`, shared so a retry can resend it.
+    pub(crate) fn push_shared<H: Serialize>(
+        &mut self,
+        header: &H,
+        body: &Arc<Vec<u8>>,
+        max_frame: usize,
+    ) -> Result<()> {
+        let mut head = Vec::with_capacity(32);
+        encode_frame(
+            &mut head,
+            header,
+            max_frame.saturating_sub(body.len()),
+            |_| {},
+        )?;
+        let len = u32::try_from(head.len() - 4 + body.len())
+            .map_err(|_| Error::Protocol("frame does not fit a u32 length".into()))?;
+        head[..4].copy_from_slice(&len.to_le_bytes());
+        self.chunks.push_back(Chunk::Owned(head, 0));
+        if !body.is_empty() {
+            self.chunks.push_back(Chunk::Shared(body.clone(), 0));
+        }
+        Ok(())
+    }
+
+    /// Queues a frame with a header and a body written by `body`.
+    pub(crate) fn push<H: Serialize>(
+        &mut self,
+        header: &H,
+        max_frame: usize,
+        body: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<()> {
+        let mut frame = Vec::new();
+        encode_frame(&mut frame, header, max_frame, body)?;
+        self.chunks.push_back(Chunk::Owned(frame, 0));
+        Ok(())
+    }
+
+    /// True when everything queued has been written.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    /// Writes as much as the socket takes now; true when nothing is left.
+    pub(crate) fn flush(&mut self, fd: impl AsFd) -> io::Result<bool> {
+        while !self.chunks.is_empty() {
+            let slices: Vec<IoSlice<'_>> = self
+                .chunks
+                .iter()
+                .take(64)
+                .map(|c| IoSlice::new(c.rest()))
+                .collect();
+            match rustix::io::writev(fd.as_fd(), &slices) {
+                Ok(mut n) => {
+                    while n > 0 {
+                        let Some(front) = self.chunks.front_mut() else {
+                            break;
+                        };
+                        let left = front.rest().len();
+                        if n >= left {
+                            n -= left;
+                            self.chunks.pop_front();
+                        } else {
+                            front.advance(n);
+                            n = 0;
+                        }
+                    }
+                }
+                Err(rustix::io::Errno::AGAIN) => return Ok(false),
+                Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixStream;
+
+    fn pair() -> (UnixStream, UnixStream) {
+        let (a, b) = UnixStream::pair().expect("socketpair");
+        a.set_nonblocking(true).expect("nonblocking");
+        b.set_nonblocking(true).expect("nonblocking");
+        (a, b)
+    }
+
+    #[test]
+    fn frames_round_trip_in_order() {
+        let (a, b) = pair();
+        let mut w = FrameWriter::default();
+        w.push(&ToWorker::Shutdown, 1 << 20, |_| {}).expect("push");
+        let body = Arc::new(vec![7u8; 100_000]);
+        w.push_shared(
+            &ToWorker::Run {
+                job: 3,
+                entry: -5,
+                count: 2,
+            },
+            &body,
+            1 << 20,
+        )
+        .expect("push");
+        let mut r = FrameReader::new(1 << 20);
+        let mut got = Vec::new();
+        while got.len() < 2 {
+            w.flush(&a).expect("flush");
+            r.fill(&b).expect("fill");
+            while let Some(f) = r.next_frame().expect("frame") {
+                let (h, body): (ToWorker, &[u8]) = decode_header(f).expect("header");
+                got.push((h, body.len()));
+            }
+        }
+        assert_eq!(got[0], (ToWorker::Shutdown, 0));
+        assert_eq!(
+            got[1],
+            (
+                ToWorker::Run {
+                    job: 3,
+                    entry: -5,
+                    count: 2
+                },
+                100_000
+            )
+        );
+    }
+
+    #[test]
+    fn oversized_frame_is_an_error_before_allocation() {
+        let (a, b) = pair();
+        rustix::io::write(&a, &u32::MAX.to_le_bytes()).expect("write");
+        let mut r = FrameReader::new(1024);
+        r.fill(&b).expect("fill");
+        assert!(matches!(r.next_frame(), Err(Error::Protocol(_))));
+        assert!(r.buf.capacity() < 1 << 20);
+    }
+
+    #[test]
+    fn eof_is_reported() {
+        let (a, b) = pair();
+        drop(a);
+        let mut r = FrameReader::new(1024);
+        assert_eq!(r.fill(&b).expect("fill"), Fill::Eof);
+    }
+
+    #[test]
+    fn garbage_header_is_an_error() {
+        let bad = [0xff_u8, 0xff, 0xff, 0xff, 0xff];
+        assert!(decode_header::<ToWorker>(&bad).is_err());
+    }
+}

@@ -1,0 +1,179 @@
+//! The worker side: a constructor that diverts a re-executed process into the task
+//! loop before `main` runs, and the loop itself.
+
+use super::entry::Resolver;
+use super::progress::Progress;
+use super::spawn::WORKER_ENV;
+use super::wire::{
+    ExeId, Fill, FrameReader, FrameWriter, FromWorker, PROTOCOL_VERSION, ToWorker, decode_header,
+};
+use crate::error::{Error, Result};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::panic::catch_unwind;
+
+/// Runs before `main` in every process of an executable linking fondo; returns at
+/// once unless this process was started as a worker, which then never reaches `main`.
+#[ctor::ctor]
+unsafe fn divert_worker() {
+    let Some(spec) = std::env::var_os(WORKER_ENV) else {
+        return;
+    };
+    // SAFETY: constructors run before main, on the only thread: nothing reads the
+    // environment concurrently. Removing it keeps pools made by tasks from diverting.
+    unsafe { std::env::remove_var(WORKER_ENV) };
+    let code = match serve(&spec.to_string_lossy()) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("fondo worker {}: {e}", std::process::id());
+            70
+        }
+    };
+    std::process::exit(code);
+}
+
+/// Referenced from the spawn path so the linker keeps this module (and its
+/// constructor) in every binary that can start workers.
+pub(crate) fn keep_linked() {
+    std::hint::black_box(divert_worker as unsafe fn());
+}
+
+/// What the parent passed in the environment.
+struct Spec {
+    sock: i32,
+    progress: i32,
+    parent: u32,
+    max_frame: usize,
+}
+
+fn parse_spec(spec: &str) -> Option<Spec> {
+    let mut it = spec.split(',');
+    let spec = Spec {
+        sock: it.next()?.parse().ok()?,
+        progress: it.next()?.parse().ok()?,
+        parent: it.next()?.parse().ok()?,
+        max_frame: it.next()?.parse().ok()?,
+    };
+    it.next().is_none().then_some(spec)
+}
+
+/// The worker's connection to its parent: never blocks on a write while the parent
+/// might be blocked writing to us, so neither side can deadlock on full buffers.
+struct Link {
+    sock: UnixStream,
+    reader: FrameReader,
+    writer: FrameWriter,
+    max_frame: usize,
+}
+
+impl Link {
+    /// Waits until a whole frame is buffered; false on EOF (the parent is gone or done).
+    fn await_frame(&mut self) -> Result<bool> {
+        let backoff = crossbeam_utils::Backoff::new();
+        while !self.reader.has_frame() {
+            if !self.writer.is_empty() {
+                self.writer.flush(&self.sock)?;
+            }
+            match self.reader.fill(&self.sock)? {
+                Fill::Eof => return Ok(false),
+                Fill::Read(n) if n > 0 => continue,
+                Fill::Read(_) => {}
+            }
+            // Spin briefly: the next task usually follows within microseconds, and
+            // sleeping in poll costs a ~20 µs wake-up on these machines.
+            if !backoff.is_completed() {
+                backoff.snooze();
+                continue;
+            }
+            self.wait(!self.writer.is_empty())?;
+        }
+        Ok(true)
+    }
+
+    fn wait(&self, want_write: bool) -> Result<()> {
+        use rustix::event::{PollFd, PollFlags, poll};
+        let mut flags = PollFlags::IN;
+        if want_write {
+            flags |= PollFlags::OUT;
+        }
+        let mut fds = [PollFd::new(&self.sock, flags)];
+        match poll(&mut fds, None) {
+            Ok(_) | Err(rustix::io::Errno::INTR) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Writes everything queued, reading (and buffering) incoming frames meanwhile.
+    fn drain_output(&mut self) -> Result<()> {
+        while !self.writer.flush(&self.sock)? {
+            if self.reader.fill(&self.sock)? == Fill::Eof {
+                return Ok(());
+            }
+            self.wait(true)?;
+        }
+        Ok(())
+    }
+}
+
+/// The worker's life: hello, setup, then run batches until shutdown or EOF.
+fn serve(spec: &str) -> Result<()> {
+    let spec =
+        parse_spec(spec).ok_or_else(|| Error::Protocol(format!("bad worker spec {spec:?}")))?;
+    // SAFETY: the parent cleared CLOEXEC on exactly these two descriptors for us and
+    // nothing else in this fresh process owns them.
+    let (sock, progress) = unsafe {
+        (
+            UnixStream::from_raw_fd(spec.sock),
+            OwnedFd::from_raw_fd(spec.progress),
+        )
+    };
+    if rustix::process::getppid().map(|p| p.as_raw_nonzero().get() as u32) != Some(spec.parent) {
+        return Ok(()); // Orphaned before we started: nobody wants our results.
+    }
+    sock.set_nonblocking(true)?;
+    let progress = Progress::open(progress)?;
+    let mut link = Link {
+        sock,
+        reader: FrameReader::new(spec.max_frame),
+        writer: FrameWriter::default(),
+        max_frame: spec.max_frame,
+    };
+    let hello = FromWorker::Hello {
+        protocol: PROTOCOL_VERSION,
+        pid: std::process::id(),
+        exe: ExeId::current()?,
+    };
+    link.writer.push(&hello, link.max_frame, |_| {})?;
+    link.drain_output()?;
+    let resolver = Resolver::new();
+    while link.await_frame()? {
+        let payload = link.reader.next_frame()?.unwrap_or_default();
+        let (header, body): (ToWorker, &[u8]) = decode_header(payload)?;
+        match header {
+            ToWorker::Setup { initializer } => {
+                if let Some(offset) = initializer {
+                    let init = resolver.init_fn(offset).ok_or_else(|| {
+                        Error::Protocol("initializer offset outside the executable".into())
+                    })?;
+                    if let Err(p) = catch_unwind(init) {
+                        eprintln!(
+                            "fondo worker: initializer panicked: {}",
+                            crate::error::panic_message(&*p)
+                        );
+                    }
+                }
+            }
+            ToWorker::Run { job, entry, count } => {
+                let run = resolver
+                    .entry(entry)
+                    .ok_or_else(|| Error::Protocol("entry offset outside the executable".into()))?;
+                let done = FromWorker::Done { job, count };
+                link.writer
+                    .push(&done, usize::MAX, |out| run(body, count, out, &progress))?;
+                link.writer.flush(&link.sock)?;
+            }
+            ToWorker::Shutdown => break,
+        }
+    }
+    link.drain_output()
+}
