@@ -46,6 +46,8 @@ mod config;
 pub mod cpu;
 mod error;
 mod imap;
+#[cfg(feature = "mpi")]
+pub mod mpi;
 mod pool;
 pub mod process;
 mod queue;

@@ -3,6 +3,8 @@
 
 mod child;
 mod entry;
+#[doc(hidden)]
+pub mod fuzz;
 mod job;
 mod progress;
 mod slot;

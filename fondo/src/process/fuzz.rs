@@ -1,0 +1,1 @@
+//! Entry points for fuzzing and property tests of the wire decoder (not public API).
