@@ -118,6 +118,9 @@ pub(crate) struct ImapSink<R> {
 }
 
 struct ImapState<R> {
+    /// Consumers blocked on `arrived`: notify only when there are some (a futex wake
+    /// is a syscall even with nobody waiting).
+    waiting: usize,
     by_index: BTreeMap<usize, Result<R>>,
     by_arrival: VecDeque<Result<R>>,
     aborted: Option<Error>,
@@ -128,6 +131,7 @@ impl<R> ImapSink<R> {
         ImapSink {
             order,
             state: Mutex::new(ImapState {
+                waiting: 0,
                 by_index: BTreeMap::new(),
                 by_arrival: VecDeque::new(),
                 aborted: None,
@@ -143,6 +147,7 @@ impl<R> ImapSink<R> {
     /// Waits for the outcome of task `index` (input order) or of any task
     /// (completion order); after an abort, missing outcomes are the abort's error.
     fn take(&self, index: usize) -> Result<R> {
+        let mut spin = crate::spin::Spin::new();
         let mut st = self.lock();
         loop {
             let found = match self.order {
@@ -155,10 +160,17 @@ impl<R> ImapSink<R> {
             if let Some(e) = &st.aborted {
                 return Err(e.clone());
             }
+            if spin.again() {
+                drop(st);
+                st = self.lock();
+                continue;
+            }
+            st.waiting += 1;
             st = self
                 .arrived
                 .wait(st)
                 .unwrap_or_else(PoisonError::into_inner);
+            st.waiting -= 1;
         }
     }
 }
@@ -167,8 +179,11 @@ impl<R: Send> Abortable for ImapSink<R> {
     fn abort(&self, error: Error) {
         let mut st = self.lock();
         st.aborted.get_or_insert(error);
+        let waiting = st.waiting > 0;
         drop(st);
-        self.arrived.notify_all();
+        if waiting {
+            self.arrived.notify_all();
+        }
     }
     fn is_complete(&self) -> bool {
         // The iterator decides when it is done; the registry only needs "not aborted yet".
@@ -186,7 +201,10 @@ impl<R: Send> Sink<R> for ImapSink<R> {
             Order::Input => st.by_index.extend((start..).zip(results)),
             Order::Completion => st.by_arrival.extend(results),
         }
+        let waiting = st.waiting > 0;
         drop(st);
-        self.arrived.notify_all();
+        if waiting {
+            self.arrived.notify_all();
+        }
     }
 }

@@ -53,6 +53,7 @@ pub mod process;
 mod queue;
 mod result;
 mod sink;
+mod spin;
 mod task;
 pub mod thread;
 pub mod timer;

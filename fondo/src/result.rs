@@ -145,6 +145,8 @@ impl<R: Send + 'static> Future for AsyncResult<R> {
 pub struct Slot<R> {
     state: Mutex<State<R>>,
     changed: Condvar,
+    /// Threads blocked on `changed` (guarded by `state`): notify only when there are some.
+    waiting: std::sync::atomic::AtomicUsize,
     /// Mirrors "state is Done or Taken" so `ready()` and the spin in `wait_until` need no lock.
     done: AtomicBool,
 }
@@ -185,6 +187,7 @@ impl<R> Slot<R> {
                 callbacks: Vec::new(),
             }),
             changed: Condvar::new(),
+            waiting: std::sync::atomic::AtomicUsize::new(0),
             done: AtomicBool::new(false),
         }
     }
@@ -201,13 +204,12 @@ impl<R> Slot<R> {
         cond: impl Fn(&State<R>) -> bool,
         timeout: Option<Duration>,
     ) -> MutexGuard<'_, State<R>> {
-        let backoff = crossbeam_utils::Backoff::new();
-        while !self.done.load(Ordering::Acquire) && !backoff.is_completed() {
-            backoff.snooze();
-        }
+        let mut spin = crate::spin::Spin::new();
+        while !self.done.load(Ordering::Acquire) && spin.again() {}
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut st = self.lock();
         while !cond(&st) {
+            self.waiting.fetch_add(1, Ordering::Relaxed);
             st = match deadline {
                 None => self
                     .changed
@@ -216,6 +218,7 @@ impl<R> Slot<R> {
                 Some(d) => {
                     let left = d.saturating_duration_since(Instant::now());
                     if left.is_zero() {
+                        self.waiting.fetch_sub(1, Ordering::Relaxed);
                         break;
                     }
                     self.changed
@@ -224,6 +227,7 @@ impl<R> Slot<R> {
                         .0
                 }
             };
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
         }
         st
     }
@@ -254,8 +258,12 @@ impl<R> Slot<R> {
         let mut st = self.lock();
         *st = state;
         self.done.store(!st.is_pending(), Ordering::Release);
+        // Waiters register under the lock we hold, so this count is exact.
+        let waiting = self.waiting.load(Ordering::Relaxed) > 0;
         drop(st);
-        self.changed.notify_all();
+        if waiting {
+            self.changed.notify_all();
+        }
     }
 
     fn on_done(&self, callback: Callback<R>) {
@@ -308,13 +316,20 @@ impl<R: Send> Sink<R> for Slot<R> {
 }
 
 /// Collects the results of `map_async`, in input order, into one `AsyncResult<Vec<R>>`.
+///
+/// `map` returns the values or the first error by input position, so only values and
+/// that one error are kept: `Option<R>` per task rather than a full `Result`.
 pub(crate) struct MapSink<R> {
     parts: Mutex<MapParts<R>>,
     out: Arc<Slot<Vec<R>>>,
 }
 
 struct MapParts<R> {
-    results: Vec<Option<Result<R>>>,
+    values: Vec<Option<R>>,
+    /// The failure with the lowest index so far.
+    first_error: Option<(usize, Error)>,
+    /// Indices that already have an outcome (a value or an error).
+    seen: Vec<bool>,
     missing: usize,
 }
 
@@ -322,11 +337,13 @@ impl<R: Send + 'static> MapSink<R> {
     /// A sink for `len` results and the `AsyncResult` it completes.
     pub(crate) fn new(len: usize) -> (AsyncResult<Vec<R>>, Arc<Self>) {
         let (handle, out) = AsyncResult::pending();
-        let mut results = Vec::new();
-        results.resize_with(len, || None);
+        let mut values = Vec::new();
+        values.resize_with(len, || None);
         let sink = Arc::new(MapSink {
             parts: Mutex::new(MapParts {
-                results,
+                values,
+                first_error: None,
+                seen: vec![false; len],
                 missing: len,
             }),
             out,
@@ -338,13 +355,24 @@ impl<R: Send + 'static> MapSink<R> {
     }
 
     fn finish(&self, parts: &mut MapParts<R>) {
-        // Python's map raises the first failure; so do we, by input position.
-        let all = std::mem::take(&mut parts.results);
-        let collected: Result<Vec<R>> = all
-            .into_iter()
-            .map(|r| r.unwrap_or(Err(Error::Terminated)))
-            .collect();
-        self.out.complete(collected);
+        let outcome = match parts.first_error.take() {
+            Some((_, e)) => Err(e),
+            None => std::mem::take(&mut parts.values)
+                .into_iter()
+                .map(|v| v.ok_or(Error::Terminated))
+                .collect(),
+        };
+        parts.values = Vec::new();
+        parts.seen = Vec::new();
+        self.out.complete(outcome);
+    }
+}
+
+impl<R> MapParts<R> {
+    fn record_error(&mut self, index: usize, error: Error) {
+        if self.first_error.as_ref().is_none_or(|(i, _)| index < *i) {
+            self.first_error = Some((index, error));
+        }
     }
 }
 
@@ -354,8 +382,8 @@ impl<R: Send + 'static> Abortable for MapSink<R> {
         if parts.missing == 0 {
             return;
         }
-        for r in parts.results.iter_mut().filter(|r| r.is_none()) {
-            *r = Some(Err(error.clone()));
+        if let Some(i) = parts.seen.iter().position(|s| !s) {
+            parts.record_error(i, error);
         }
         parts.missing = 0;
         self.finish(&mut parts);
@@ -371,10 +399,15 @@ impl<R: Send + 'static> Sink<R> for MapSink<R> {
         if parts.missing == 0 {
             return;
         }
-        for (i, r) in results.into_iter().enumerate() {
-            if let Some(cell @ None) = parts.results.get_mut(start + i) {
-                *cell = Some(r);
-                parts.missing -= 1;
+        for (index, r) in (start..).zip(results) {
+            match parts.seen.get_mut(index) {
+                Some(seen @ false) => *seen = true,
+                _ => continue,
+            }
+            parts.missing -= 1;
+            match r {
+                Ok(v) => parts.values[index] = Some(v),
+                Err(e) => parts.record_error(index, e),
             }
         }
         if parts.missing == 0 {

@@ -2,14 +2,14 @@
 //! `fn`s (or capture-free closures) with serde data.
 
 mod child;
-mod entry;
+pub(crate) mod entry;
 #[doc(hidden)]
 pub mod fuzz;
-mod job;
-mod progress;
+pub(crate) mod job;
+pub(crate) mod progress;
 mod slot;
 mod spawn;
-mod wire;
+pub(crate) mod wire;
 mod worker;
 
 pub use child::{Child, spawn};

@@ -209,7 +209,7 @@ impl Slot {
     /// One worker's life under supervision.
     fn run_worker(&self, shared: &Shared, mut w: WorkerProcess) -> End {
         self.pump(shared, true);
-        let backoff = crossbeam_utils::Backoff::new();
+        let mut spin = crate::spin::Spin::new();
         loop {
             match shared.queue.phase() {
                 Phase::Terminated => return self.bury(shared, &mut w, Some(Error::Terminated)),
@@ -238,7 +238,7 @@ impl Slot {
                         return self.bury(shared, &mut w, Some(e));
                     }
                     if n > 0 {
-                        backoff.reset();
+                        spin.reset();
                         continue;
                     }
                 }
@@ -248,11 +248,11 @@ impl Slot {
                 }
             }
             let busy = !self.lock().inflight.is_empty();
-            if busy && !backoff.is_completed() {
+            if busy && spin.again() {
                 // A result is probably microseconds away: spin rather than pay a wake-up.
-                backoff.snooze();
                 continue;
             }
+            spin.reset();
             self.wait_for_events(shared, &w);
         }
     }

@@ -69,7 +69,7 @@ struct Link {
 impl Link {
     /// Waits until a whole frame is buffered; false on EOF (the parent is gone or done).
     fn await_frame(&mut self) -> Result<bool> {
-        let backoff = crossbeam_utils::Backoff::new();
+        let mut spin = crate::spin::Spin::new();
         while !self.reader.has_frame() {
             if !self.writer.is_empty() {
                 self.writer.flush(&self.sock)?;
@@ -81,8 +81,7 @@ impl Link {
             }
             // Spin briefly: the next task usually follows within microseconds, and
             // sleeping in poll costs a ~20 µs wake-up on these machines.
-            if !backoff.is_completed() {
-                backoff.snooze();
+            if spin.again() {
                 continue;
             }
             self.wait(!self.writer.is_empty())?;

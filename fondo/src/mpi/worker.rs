@@ -1,0 +1,196 @@
+//! Ranks 1..N-1: introduce themselves to rank 0, then run batches through the same
+//! entry trampoline as worker processes until rank 0 says STOP.
+
+use super::comm::Backoff;
+use super::proto::{
+    ExeFingerprint, Hello, PROTOCOL, Setup, TAG_BYE, TAG_DONE, TAG_RUN, TAG_SETUP, TAG_STOP,
+    host_name, parse_run, start_done,
+};
+use crate::error::{Error, Result};
+use crate::process::entry::Resolver;
+use crate::process::progress::Progress;
+use mpi::point_to_point::MatchedReceiveVec;
+use mpi::topology::SimpleCommunicator;
+use mpi::traits::{Communicator, Destination, Source};
+use std::panic::catch_unwind;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// An idle worker rank sleeps at most this long between polls: the latency of the
+/// first task after a pause, traded against the CPU a waiting rank burns.
+const MAX_SLEEP: Duration = Duration::from_micros(500);
+
+/// Serves rank 0 until STOP; returns the exit code for this process.
+pub(crate) fn serve(world: &SimpleCommunicator, exe: Result<ExeFingerprint>) -> i32 {
+    let rank = world.rank();
+    let root = world.process_at_rank(0);
+    let hello = Hello {
+        protocol: PROTOCOL,
+        host: host_name(),
+        pid: std::process::id(),
+        exe: exe.map_err(|e| e.to_string()),
+    };
+    let hello = match postcard::to_stdvec(&hello) {
+        Ok(h) => h,
+        Err(e) => fatal(world, &format!("could not encode HELLO: {e}")),
+    };
+    root.send_with_tag(&hello[..], super::proto::TAG_HELLO);
+
+    let mut backoff = Backoff::new(MAX_SLEEP);
+    let setup = loop {
+        if let Some(m) = root.immediate_matched_probe_with_tag(TAG_SETUP) {
+            let (bytes, _) = m.matched_receive_vec::<u8>();
+            match postcard::from_bytes::<Setup>(&bytes) {
+                Ok(s) => break s,
+                Err(e) => fatal(world, &format!("bad SETUP from rank 0: {e}")),
+            }
+        }
+        backoff.pause(std::thread::sleep);
+    };
+    if let Err(why) = setup.verdict {
+        eprintln!("fondo: MPI rank {rank}: rank 0 refused this rank: {why}");
+        return 1;
+    }
+
+    let resolver = Resolver::new();
+    if let Some(offset) = setup.initializer {
+        let Some(init) = resolver.init_fn(offset) else {
+            fatal(world, "initializer offset outside the executable");
+        };
+        if let Err(p) = catch_unwind(init) {
+            eprintln!(
+                "fondo: MPI rank {rank}: initializer panicked: {}",
+                crate::error::panic_message(&*p)
+            );
+        }
+    }
+    let progress = match Progress::create() {
+        Ok(p) => Arc::new(p),
+        Err(e) => fatal(world, &format!("could not create the progress page: {e}")),
+    };
+    let watchdog = setup
+        .task_timeout_ns
+        .map(|ns| Watchdog::start(rank, Duration::from_nanos(ns), progress.clone()));
+
+    let mut out = Vec::new();
+    backoff.reset();
+    loop {
+        let Some(m) = root.immediate_matched_probe() else {
+            backoff.pause(std::thread::sleep);
+            continue;
+        };
+        backoff.reset();
+        let tag = m.1.tag();
+        let (msg, _) = m.matched_receive_vec::<u8>();
+        match tag {
+            TAG_RUN => {
+                // terminate(): rank 0 sent STOP after this batch; skip what is queued.
+                if root.immediate_probe_with_tag(TAG_STOP).is_some() {
+                    continue;
+                }
+                let (job, entry, count, args) = match parse_run(&msg) {
+                    Ok(r) => r,
+                    Err(e) => fatal(world, &e.to_string()),
+                };
+                let Some(run) = resolver.entry(entry) else {
+                    fatal(world, "entry offset outside the executable");
+                };
+                start_done(&mut out, job, count);
+                run(args, count, &mut out, &progress);
+                root.send_with_tag(&out[..], TAG_DONE);
+                if out.capacity() > 1 << 20 {
+                    out = Vec::new();
+                }
+            }
+            TAG_STOP => break,
+            other => fatal(world, &format!("unexpected message with tag {other:#x}")),
+        }
+    }
+    if let Some(w) = watchdog {
+        w.stop();
+    }
+    root.send_with_tag(&[0u8; 0][..], TAG_BYE);
+    0
+}
+
+/// Ends the whole MPI job after a fondo bug or a protocol break: the other ranks
+/// cannot go on without this one.
+fn fatal(world: &SimpleCommunicator, why: &str) -> ! {
+    eprintln!(
+        "fondo: MPI rank {}: {why}; aborting the MPI job",
+        world.rank()
+    );
+    world.abort(70)
+}
+
+/// Enforces `task_timeout` on a worker rank. A rank cannot be killed and replaced
+/// the way a worker process is, so a task over its limit aborts the job: the run
+/// ends with a message instead of hanging forever.
+struct Watchdog {
+    done: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Watchdog {
+    fn start(rank: i32, limit: Duration, progress: Arc<Progress>) -> Watchdog {
+        let done = Arc::new(AtomicBool::new(false));
+        let flag = done.clone();
+        let tick = (limit / 20).clamp(Duration::from_millis(1), Duration::from_millis(100));
+        let thread = std::thread::Builder::new()
+            .name("fondo-mpi-watchdog".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Acquire) {
+                    std::thread::sleep(tick);
+                    if progress.running_for().is_some_and(|t| t > limit) {
+                        eprintln!(
+                            "fondo: MPI rank {rank}: a task ran longer than its timeout of {limit:?}; \
+                             an MPI rank cannot be replaced, so the job is aborted"
+                        );
+                        // No MPI call here (only the serving thread may make them):
+                        // the launcher sees the rank die and ends the job.
+                        std::process::abort();
+                    }
+                }
+            });
+        match thread {
+            Ok(thread) => Watchdog { done, thread },
+            Err(e) => {
+                eprintln!("fondo: MPI rank {rank}: could not start the timeout watchdog: {e}");
+                std::process::abort();
+            }
+        }
+    }
+
+    fn stop(self) {
+        self.done.store(true, Ordering::Release);
+        let _ = self.thread.join();
+    }
+}
+
+/// Why rank 0 refuses a worker rank, if it does.
+pub(crate) fn refusal(rank: i32, hello: &Hello, own: &Result<ExeFingerprint>) -> Option<Error> {
+    if hello.protocol != PROTOCOL {
+        return Some(Error::Mpi(format!(
+            "rank {rank} (pid {} on {}) speaks fondo MPI protocol {}, rank 0 speaks {PROTOCOL}",
+            hello.pid, hello.host, hello.protocol
+        )));
+    }
+    match (&hello.exe, own) {
+        (Ok(theirs), Ok(ours)) if theirs == ours => None,
+        (Ok(theirs), Ok(ours)) => Some(Error::ExecutableMismatch(format!(
+            "rank {rank} (pid {} on {}) runs {theirs}, rank 0 runs {ours} on {}: \
+             every node must run the same build of the program",
+            hello.pid,
+            hello.host,
+            host_name()
+        ))),
+        (Err(e), _) => Some(Error::Mpi(format!(
+            "rank {rank} (pid {} on {}) could not read its executable: {e}",
+            hello.pid, hello.host
+        ))),
+        (_, Err(e)) => Some(Error::Mpi(format!(
+            "rank 0 could not read its executable: {e}"
+        ))),
+    }
+}
