@@ -43,7 +43,9 @@ where
         // Python's imap default chunksize is 1; map's auto rule needs the length,
         // which a lazy iterator does not have.
         let chunk = backend.chunksize().unwrap_or(1);
-        let window = chunk * backend.workers() * (backend.prefetch() + 1);
+        // Enough tasks to keep every worker's pipeline full; still a fixed bound.
+        let window =
+            (chunk * backend.workers() * (backend.prefetch() + 1)).max(64 * backend.workers());
         let sink = Arc::new(ImapSink::new(order));
         pool.track(sink.clone());
         Imap {
@@ -58,28 +60,36 @@ where
         }
     }
 
-    /// Submits input until `window` tasks are in flight or the input runs out.
+    /// Once in-flight tasks drop to half the window, submits input until the window
+    /// is full again (or the input runs out) in one go: refilling in bursts lets many
+    /// tasks share a syscall on their way to the workers.
     fn top_up(&mut self) {
+        if self.submitted - self.delivered > self.window / 2 {
+            return;
+        }
+        let mut batches = Vec::new();
         while self.submitted - self.delivered < self.window {
             let Some(input) = self.input.as_mut() else {
-                return;
+                break;
             };
             let items: Vec<(I::Item,)> = input.by_ref().take(self.chunk).map(|x| (x,)).collect();
             if items.len() < self.chunk {
                 self.input = None;
             }
             if items.is_empty() {
-                return;
+                break;
             }
             let len = items.len();
             let sink: Arc<dyn Sink<R>> = self.sink.clone();
-            let batch = Batch {
+            batches.push(Batch {
                 items,
                 start: self.submitted,
                 sink,
-            };
+            });
             self.submitted += len;
-            self.pool.submit(&self.f, vec![batch]);
+        }
+        if !batches.is_empty() {
+            self.pool.submit(&self.f, batches);
         }
     }
 }

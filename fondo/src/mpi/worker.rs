@@ -12,6 +12,7 @@ use crate::process::progress::Progress;
 use mpi::point_to_point::MatchedReceiveVec;
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::{Communicator, Destination, Source};
+use std::collections::VecDeque;
 use std::panic::catch_unwind;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -74,37 +75,43 @@ pub(crate) fn serve(world: &SimpleCommunicator, exe: Result<ExeFingerprint>) -> 
         .map(|ns| Watchdog::start(rank, Duration::from_nanos(ns), progress.clone()));
 
     let mut out = Vec::new();
+    // Messages received and not yet handled: RUNs rank 0 has queued ahead.
+    let mut pending: VecDeque<Vec<u8>> = VecDeque::new();
+    let mut stop = false;
     backoff.reset();
     loop {
-        let Some(m) = root.immediate_matched_probe() else {
+        // Take in everything that has arrived (one probe may pull in only one
+        // message), so a STOP behind queued RUNs is seen before they run: after
+        // terminate() this rank skips what it holds.
+        while let Some(m) = root.immediate_matched_probe() {
+            let tag = m.1.tag();
+            let (msg, _) = m.matched_receive_vec::<u8>();
+            match tag {
+                TAG_RUN => pending.push_back(msg),
+                TAG_STOP => stop = true,
+                other => fatal(world, &format!("unexpected message with tag {other:#x}")),
+            }
+        }
+        if stop {
+            break;
+        }
+        let Some(msg) = pending.pop_front() else {
             backoff.pause(std::thread::sleep);
             continue;
         };
         backoff.reset();
-        let tag = m.1.tag();
-        let (msg, _) = m.matched_receive_vec::<u8>();
-        match tag {
-            TAG_RUN => {
-                // terminate(): rank 0 sent STOP after this batch; skip what is queued.
-                if root.immediate_probe_with_tag(TAG_STOP).is_some() {
-                    continue;
-                }
-                let (job, entry, count, args) = match parse_run(&msg) {
-                    Ok(r) => r,
-                    Err(e) => fatal(world, &e.to_string()),
-                };
-                let Some(run) = resolver.entry(entry) else {
-                    fatal(world, "entry offset outside the executable");
-                };
-                start_done(&mut out, job, count);
-                run(args, count, &mut out, &progress);
-                root.send_with_tag(&out[..], TAG_DONE);
-                if out.capacity() > 1 << 20 {
-                    out = Vec::new();
-                }
-            }
-            TAG_STOP => break,
-            other => fatal(world, &format!("unexpected message with tag {other:#x}")),
+        let (job, entry, count, args) = match parse_run(&msg) {
+            Ok(r) => r,
+            Err(e) => fatal(world, &e.to_string()),
+        };
+        let Some(run) = resolver.entry(entry) else {
+            fatal(world, "entry offset outside the executable");
+        };
+        start_done(&mut out, job, count);
+        run(args, count, &mut out, &progress);
+        root.send_with_tag(&out[..], TAG_DONE);
+        if out.capacity() > 1 << 20 {
+            out = Vec::new();
         }
     }
     if let Some(w) = watchdog {

@@ -37,10 +37,41 @@ struct SlotState {
     dispatched: u64,
     /// No more work for this worker: it is being recycled or stopped.
     retiring: bool,
+    /// Running estimate of one task's time on this worker, in nanoseconds (an upper
+    /// bound: it includes the wait in the pipeline). Deepens the pipeline for tiny tasks.
+    task_ns: Option<u64>,
+}
+
+/// Jobs kept in flight per worker when tasks are known to be tiny: deep enough that
+/// frames travel many to a syscall, shallow enough to bound memory.
+const DEEP_PIPELINE: usize = 32;
+
+/// Below this per-task time a task counts as tiny.
+const TINY_TASK_NS: u64 = 50_000;
+
+impl SlotState {
+    /// How many jobs the worker may hold: `prefetch`, or more for tiny tasks (for slow
+    /// ones a deep pipeline would hoard work that idle workers could take).
+    fn depth(&self, prefetch: usize) -> usize {
+        match self.task_ns {
+            Some(ns) if ns < TINY_TASK_NS => prefetch.max(DEEP_PIPELINE),
+            _ => prefetch,
+        }
+    }
+
+    /// Folds the time a job of `count` tasks spent in flight into the estimate.
+    fn observe(&mut self, sent: Instant, count: u32) {
+        let per_task = (sent.elapsed().as_nanos() / u128::from(count.max(1))) as u64;
+        self.task_ns = Some(match self.task_ns {
+            Some(old) => (old * 3 + per_task) / 4,
+            None => per_task,
+        });
+    }
 }
 
 struct InFlight {
     id: u64,
+    sent: Instant,
     /// The worker-lifetime number of the job's first task.
     first_task: u64,
     job: ProcJob,
@@ -100,7 +131,7 @@ impl Slot {
         let mut st = self.lock();
         let Some(sock) = st.sock.clone() else { return };
         let mut sent = false;
-        while !st.retiring && st.inflight.len() < shared.config.prefetch {
+        while !st.retiring && st.inflight.len() < st.depth(shared.config.prefetch) {
             if shared
                 .config
                 .max_tasks_per_child
@@ -129,6 +160,7 @@ impl Slot {
             st.dispatched += u64::from(job.count);
             st.inflight.push_back(InFlight {
                 id,
+                sent: Instant::now(),
                 first_task,
                 job,
             });
@@ -151,15 +183,19 @@ impl Slot {
         let mut ready = Some(ready);
         let mut failures = 0u32;
         loop {
-            let started = start_worker(shared.config.initializer, shared.config.max_frame)
-                .and_then(|mut w| match self.install(&w) {
-                    Ok(()) => Ok(w),
-                    Err(e) => {
-                        let _ = w.child.kill();
-                        reap(&mut w);
-                        Err(e)
-                    }
-                });
+            let started = start_worker(
+                shared.config.initializer,
+                shared.config.max_frame,
+                shared.config.task_timeout.is_some(),
+            )
+            .and_then(|mut w| match self.install(&w) {
+                Ok(()) => Ok(w),
+                Err(e) => {
+                    let _ = w.child.kill();
+                    reap(&mut w);
+                    Err(e)
+                }
+            });
             let worker = match started {
                 Ok(w) => {
                     failures = 0;
@@ -305,7 +341,11 @@ impl Slot {
             let done = {
                 let mut st = self.lock();
                 match st.inflight.front() {
-                    Some(f) if f.id == job => st.inflight.pop_front(),
+                    Some(f) if f.id == job => {
+                        let (sent, count) = (f.sent, f.job.count);
+                        st.observe(sent, count);
+                        st.inflight.pop_front()
+                    }
                     _ => None,
                 }
             };

@@ -30,10 +30,15 @@ pub(crate) struct WorkerProcess {
 }
 
 /// Starts a worker and completes the handshake.
-pub(crate) fn start_worker(initializer: Option<fn()>, max_frame: usize) -> Result<WorkerProcess> {
+pub(crate) fn start_worker(
+    initializer: Option<fn()>,
+    max_frame: usize,
+    timed: bool,
+) -> Result<WorkerProcess> {
     super::worker::keep_linked();
     let (ours, theirs) = UnixStream::pair()?;
     let progress = Progress::create()?;
+    progress.set_timed(timed);
     let command = worker_command(theirs.as_fd(), progress.fd(), max_frame);
     let child = spawn_on_keeper(command, theirs.as_raw_fd(), progress.fd().as_raw_fd())?;
     drop(theirs);

@@ -335,6 +335,11 @@ impl FrameWriter {
         Ok(())
     }
 
+    /// Frames (or frame parts) still queued.
+    pub(crate) fn queued(&self) -> usize {
+        self.chunks.len()
+    }
+
     /// True when everything queued has been written.
     pub(crate) fn is_empty(&self) -> bool {
         self.chunks.is_empty()

@@ -169,7 +169,11 @@ fn serve(spec: &str) -> Result<()> {
                 let done = FromWorker::Done { job, count };
                 link.writer
                     .push(&done, usize::MAX, |out| run(body, count, out, &progress))?;
-                link.writer.flush(&link.sock)?;
+                // With more work already here, answer in one write later rather than one
+                // syscall per job now.
+                if !link.reader.has_frame() || link.writer.queued() >= 32 {
+                    link.writer.flush(&link.sock)?;
+                }
             }
             ToWorker::Shutdown => break,
         }
