@@ -67,8 +67,15 @@ where
         if self.submitted - self.delivered > self.window / 2 {
             return;
         }
+        // A pool that takes no more work gets one chunk, whose tasks come back as
+        // `Closed`/`Terminated` (Python raises there), and no more of the input.
+        let limit = if self.pool.backend().accepts_work() {
+            self.window
+        } else {
+            self.submitted - self.delivered + 1
+        };
         let mut batches = Vec::new();
-        while self.submitted - self.delivered < self.window {
+        while self.submitted - self.delivered < limit {
             let Some(input) = self.input.as_mut() else {
                 break;
             };
@@ -87,6 +94,9 @@ where
                 sink,
             });
             self.submitted += len;
+        }
+        if limit < self.window {
+            self.input = None;
         }
         if !batches.is_empty() {
             self.pool.submit(&self.f, batches);

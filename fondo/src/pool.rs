@@ -22,6 +22,11 @@ pub trait Backend: Send + Sync + Sized + 'static + sealed::Sealed {
     /// Chunks each worker may hold ahead of the one it runs.
     #[doc(hidden)]
     fn prefetch(&self) -> usize;
+    /// True while the pool takes new work (neither closed nor terminated).
+    #[doc(hidden)]
+    fn accepts_work(&self) -> bool {
+        true
+    }
     /// Stop taking work; what is queued still runs.
     #[doc(hidden)]
     fn close(&self);

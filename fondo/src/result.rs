@@ -87,8 +87,8 @@ impl<R: Send + 'static> AsyncResult<R> {
     pub fn successful(&self) -> Option<bool> {
         match &*self.slot.lock() {
             State::Done(r) => Some(r.is_ok()),
-            State::Taken => Some(true),
-            State::Pending { .. } | State::Completing => None,
+            State::Taken { ok } => Some(*ok),
+            State::Pending { .. } | State::Completing { .. } => None,
         }
     }
 
@@ -130,12 +130,12 @@ impl<R: Send + 'static> Future for AsyncResult<R> {
                 Poll::Pending
             }
             // A callback is running; it finishes in a moment and wakes us then.
-            State::Completing => {
+            State::Completing { .. } => {
                 drop(st);
                 cx.waker().wake_by_ref();
                 Poll::Pending
             }
-            State::Done(_) | State::Taken => Poll::Ready(st.take()),
+            State::Done(_) | State::Taken { .. } => Poll::Ready(st.take()),
         }
     }
 }
@@ -156,21 +156,29 @@ enum State<R> {
         waker: Option<Waker>,
         callbacks: Vec<Callback<R>>,
     },
-    /// Callbacks are running outside the lock; the outcome is being stored.
-    Completing,
+    /// Callbacks are running outside the lock; `late` holds callbacks registered
+    /// meanwhile, run before the outcome is stored.
+    Completing {
+        late: Vec<Callback<R>>,
+    },
     Done(Result<R>),
-    Taken,
+    /// The value was handed out; `ok` remembers whether it was a value or an error.
+    Taken {
+        ok: bool,
+    },
 }
 
 impl<R> State<R> {
     fn is_pending(&self) -> bool {
-        matches!(self, State::Pending { .. } | State::Completing)
+        matches!(self, State::Pending { .. } | State::Completing { .. })
     }
 
     fn take(&mut self) -> Result<R> {
-        match std::mem::replace(self, State::Taken) {
-            State::Done(r) => r,
-            State::Taken => Err(Error::ResultTaken),
+        match std::mem::replace(self, State::Taken { ok: false }) {
+            State::Done(r) => {
+                *self = State::Taken { ok: r.is_ok() };
+                r
+            }
             other => {
                 *self = other;
                 Err(Error::ResultTaken)
@@ -205,8 +213,11 @@ impl<R> Slot<R> {
         timeout: Option<Duration>,
     ) -> MutexGuard<'_, State<R>> {
         let mut spin = crate::spin::Spin::new();
-        while !self.done.load(Ordering::Acquire) && spin.again() {}
-        let deadline = timeout.map(|t| Instant::now() + t);
+        while !self.done.load(Ordering::Acquire) && spin.again() {
+            std::hint::spin_loop()
+        }
+        // A timeout too large to add to the clock means no deadline at all.
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let mut st = self.lock();
         while !cond(&st) {
             self.waiting.fetch_add(1, Ordering::Relaxed);
@@ -237,7 +248,7 @@ impl<R> Slot<R> {
     pub(crate) fn complete(&self, result: Result<R>) {
         let (waker, callbacks) = {
             let mut st = self.lock();
-            match std::mem::replace(&mut *st, State::Completing) {
+            match std::mem::replace(&mut *st, State::Completing { late: Vec::new() }) {
                 State::Pending { waker, callbacks } => (waker, callbacks),
                 other => {
                     *st = other;
@@ -245,24 +256,35 @@ impl<R> Slot<R> {
                 }
             }
         };
-        for cb in callbacks {
-            run_callback(cb, &result);
-        }
-        self.store(State::Done(result));
+        self.run_then_store(callbacks, result);
         if let Some(w) = waker {
             w.wake();
         }
     }
 
-    fn store(&self, state: State<R>) {
-        let mut st = self.lock();
-        *st = state;
-        self.done.store(!st.is_pending(), Ordering::Release);
-        // Waiters register under the lock we hold, so this count is exact.
-        let waiting = self.waiting.load(Ordering::Relaxed) > 0;
-        drop(st);
-        if waiting {
-            self.changed.notify_all();
+    /// Runs `callbacks` (and any registered while they run) unlocked, so they may use
+    /// this result's methods, then stores the outcome and wakes waiters.
+    fn run_then_store(&self, mut callbacks: Vec<Callback<R>>, result: Result<R>) {
+        loop {
+            for cb in callbacks.drain(..) {
+                run_callback(cb, &result);
+            }
+            let mut st = self.lock();
+            if let State::Completing { late } = &mut *st
+                && !late.is_empty()
+            {
+                callbacks = std::mem::take(late);
+                continue;
+            }
+            *st = State::Done(result);
+            self.done.store(true, Ordering::Release);
+            // Waiters register under the lock we hold, so this count is exact.
+            let waiting = self.waiting.load(Ordering::Relaxed) > 0;
+            drop(st);
+            if waiting {
+                self.changed.notify_all();
+            }
+            return;
         }
     }
 
@@ -270,17 +292,19 @@ impl<R> Slot<R> {
         let mut st = self.lock();
         match &mut *st {
             State::Pending { callbacks, .. } => callbacks.push(callback),
+            State::Completing { late } => late.push(callback),
             State::Done(_) => {
-                // Run it unlocked so the callback may use this result's methods.
-                let State::Done(result) = std::mem::replace(&mut *st, State::Completing) else {
-                    return;
-                };
+                let previous = std::mem::replace(&mut *st, State::Completing { late: Vec::new() });
                 drop(st);
-                run_callback(callback, &result);
-                self.store(State::Done(result));
+                if let State::Done(result) = previous {
+                    self.run_then_store(vec![callback], result);
+                }
             }
-            // Taken: the value is gone; Completing cannot be seen by the handle's owner.
-            State::Taken | State::Completing => {}
+            // The value was handed out by `get_timeout`: say so rather than stay silent.
+            State::Taken { .. } => {
+                drop(st);
+                run_callback(callback, &Err(Error::ResultTaken));
+            }
         }
     }
 }
@@ -307,10 +331,10 @@ impl<R: Send> Abortable for Slot<R> {
 
 impl<R: Send> Sink<R> for Slot<R> {
     fn put(&self, start: usize, results: Vec<Result<R>>) {
-        if start == 0 {
-            if let Some(r) = results.into_iter().next() {
-                self.complete(r);
-            }
+        if start == 0
+            && let Some(r) = results.into_iter().next()
+        {
+            self.complete(r);
         }
     }
 }

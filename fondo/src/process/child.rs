@@ -3,7 +3,8 @@
 use super::entry::offset_of_entry;
 use super::spawn::{WorkerProcess, start_worker, wait_readable, write_all_blocking};
 use super::wire::{
-    Fill, FrameWriter, FromWorker, ToWorker, WireResult, decode_header, encode_into, serde_error,
+    Fill, FrameWriter, FromWorker, ToWorker, WireResult, decode_header, next_item, push_item,
+    serde_error,
 };
 use crate::config::DEFAULT_MAX_FRAME;
 use crate::error::{Error, ExitCause, Result};
@@ -37,7 +38,7 @@ where
 {
     let _ = f; // zero-sized: the worker conjures its own copy from the offset
     let mut body = Vec::new();
-    encode_into(&mut body, &args).map_err(|e| serde_error("arguments", e))?;
+    push_item(&mut body, &args).map_err(|e| serde_error("arguments", e))?;
     let mut worker = start_worker(None, DEFAULT_MAX_FRAME, false)?;
     let mut out = FrameWriter::default();
     let run = ToWorker::Run {
@@ -150,8 +151,10 @@ fn read_outcome<R: DeserializeOwned>(w: &mut WorkerProcess) -> Result<R> {
     if !matches!(header, FromWorker::Done { count: 1, .. }) {
         return Err(Error::Protocol("unexpected frame from child".into()));
     }
-    let (result, _): (WireResult<R>, _) =
-        postcard::take_from_bytes(body).map_err(|e| serde_error("result", e))?;
+    let mut body = body;
+    let item =
+        next_item(&mut body).ok_or_else(|| Error::Protocol("empty answer from child".into()))?;
+    let result: WireResult<R> = postcard::from_bytes(item).map_err(|e| serde_error("result", e))?;
     result.map_err(Error::from)
 }
 

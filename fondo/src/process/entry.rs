@@ -3,7 +3,7 @@
 //! running that executable whatever ASLR did.
 
 use super::progress::Progress;
-use super::wire::{TaskFailure, WireResult, encode_into};
+use super::wire::{TaskFailure, WireResult, next_item, push_item};
 use crate::task::Task;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -125,7 +125,8 @@ fn conjure<F>() -> F {
     unsafe { std::ptr::NonNull::<F>::dangling().as_ptr().read() }
 }
 
-/// The monomorphised batch entry point for `F` on `Args`.
+/// The monomorphised batch entry point for `F` on `Args`. Each argument tuple and
+/// each outcome is its own length-prefixed item, so one bad item fails one task.
 fn entry_point<F, Args>(mut args: &[u8], count: u32, out: &mut Vec<u8>, progress: &Progress)
 where
     F: Task<Args>,
@@ -134,9 +135,8 @@ where
 {
     let f = conjure::<F>();
     for _ in 0..count {
-        let outcome = match postcard::take_from_bytes::<Args>(args) {
-            Ok((a, rest)) => {
-                args = rest;
+        let outcome = match next_item(&mut args).map(postcard::from_bytes::<Args>) {
+            Some(Ok(a)) => {
                 progress.start_task();
                 let r = catch_unwind(AssertUnwindSafe(|| f.call(a)));
                 progress.finish_task();
@@ -145,27 +145,27 @@ where
                     location: None,
                 })
             }
-            Err(e) => {
-                // The rest of the batch cannot be found once one item is unreadable.
-                args = &[];
-                Err(TaskFailure::Serialization {
-                    what: "arguments".into(),
-                    message: e.to_string(),
-                })
-            }
+            Some(Err(e)) => Err(TaskFailure::Serialization {
+                what: "arguments".into(),
+                message: e.to_string(),
+            }),
+            None => Err(TaskFailure::Serialization {
+                what: "arguments".into(),
+                message: "the batch ended before this task's arguments".into(),
+            }),
         };
-        encode_outcome(out, outcome);
+        push_outcome(out, outcome);
     }
 }
 
 /// Appends one outcome; a result that fails to encode becomes a `Serialization` failure.
-fn encode_outcome<R: Serialize>(out: &mut Vec<u8>, outcome: WireResult<R>) {
-    if let Err(e) = encode_into(out, &outcome) {
+fn push_outcome<R: Serialize>(out: &mut Vec<u8>, outcome: WireResult<R>) {
+    if let Err(e) = push_item(out, &outcome) {
         let failure: WireResult<()> = Err(TaskFailure::Serialization {
             what: "result".into(),
             message: e.to_string(),
         });
         // Encoding a String-only enum into a Vec cannot fail.
-        let _ = encode_into(out, &failure);
+        let _ = push_item(out, &failure);
     }
 }

@@ -1,7 +1,7 @@
 //! `ProcJob`: a batch with its arguments already encoded, its function named by
 //! offset, and a type-erased sink that decodes the worker's answer.
 
-use super::wire::{WireResult, encode_into};
+use super::wire::{WireResult, next_item, push_item, serde_error};
 use crate::error::{Error, Result};
 use crate::pool::Batch;
 use crate::sink::Sink;
@@ -24,23 +24,17 @@ struct Typed<R> {
 
 impl<R: DeserializeOwned + Send + 'static> Outcomes for Typed<R> {
     fn deliver(&self, start: usize, count: usize, mut body: &[u8]) {
-        let mut results = Vec::with_capacity(count);
-        for _ in 0..count {
-            match postcard::take_from_bytes::<WireResult<R>>(body) {
-                Ok((r, rest)) => {
-                    body = rest;
-                    results.push(r.map_err(Error::from));
-                }
-                Err(e) => {
-                    let err = Error::Serialization {
-                        what: "result",
-                        message: e.to_string(),
-                    };
-                    results.resize_with(count, || Err(err.clone()));
-                    break;
-                }
-            }
-        }
+        let results = (0..count)
+            .map(
+                |_| match next_item(&mut body).map(postcard::from_bytes::<WireResult<R>>) {
+                    Some(Ok(r)) => r.map_err(Error::from),
+                    Some(Err(e)) => Err(serde_error("result", e)),
+                    None => Err(Error::Protocol(
+                        "the answer ended before this task's outcome".into(),
+                    )),
+                },
+            )
+            .collect();
         self.sink.put(start, results);
     }
 
@@ -59,15 +53,8 @@ pub(crate) struct ProcJob {
     /// Index of the first task in its submission.
     pub(crate) start: usize,
     pub(crate) outcomes: Arc<dyn Outcomes>,
-    /// Length of one encoded argument tuple at the front of a slice: splits a batch.
-    skip: fn(&[u8]) -> Option<usize>,
     /// How many times the tasks of this job have been run on a worker that died.
     pub(crate) attempts: u32,
-}
-
-fn skip_one<Args: DeserializeOwned>(bytes: &[u8]) -> Option<usize> {
-    let (_, rest) = postcard::take_from_bytes::<Args>(bytes).ok()?;
-    Some(bytes.len() - rest.len())
 }
 
 impl ProcJob {
@@ -95,7 +82,6 @@ impl ProcJob {
                     count: *count,
                     start: first,
                     outcomes: outcomes.clone(),
-                    skip: skip_one::<Args>,
                     attempts: 0,
                 });
             }
@@ -104,13 +90,13 @@ impl ProcJob {
         for (i, item) in batch.items.iter().enumerate() {
             let index = batch.start + i;
             let mark = args.len();
-            let failure = match encode_into(&mut args, item) {
+            let failure = match push_item(&mut args, item) {
                 Ok(()) if args.len() <= max_frame => None,
                 Ok(()) => Some(Error::Protocol(format!(
                     "arguments of {} bytes exceed the {max_frame}-byte frame limit",
                     args.len()
                 ))),
-                Err(e) => Some(super::wire::serde_error("arguments", e)),
+                Err(e) => Some(serde_error("arguments", e)),
             };
             match failure {
                 None => count += 1,
@@ -136,14 +122,13 @@ impl ProcJob {
         if at >= self.count {
             return None;
         }
-        let cut = byte_offset(&self.args, at, self.skip)?;
+        let cut = byte_offset(&self.args, at)?;
         let tail = ProcJob {
             entry: self.entry,
             args: Arc::new(self.args[cut..].to_vec()),
             count: self.count - at,
             start: self.start + at as usize,
             outcomes: self.outcomes.clone(),
-            skip: self.skip,
             attempts: self.attempts,
         };
         self.args = Arc::new(self.args[..cut].to_vec());
@@ -169,11 +154,11 @@ impl ProcJob {
     }
 }
 
-/// Byte offset of item `n` in a run of encoded items.
-fn byte_offset(bytes: &[u8], n: u32, skip: fn(&[u8]) -> Option<usize>) -> Option<usize> {
-    let mut at = 0;
+/// Byte offset of item `n` in a run of length-prefixed items.
+fn byte_offset(bytes: &[u8], n: u32) -> Option<usize> {
+    let mut rest = bytes;
     for _ in 0..n {
-        at += skip(bytes.get(at..)?)?;
+        next_item(&mut rest)?;
     }
-    Some(at)
+    Some(bytes.len() - rest.len())
 }

@@ -56,13 +56,22 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// Offers queued work to every slot with room in its pipeline.
+    /// Offers queued work to the slots one job at a time, round after round, so idle
+    /// workers all get work before any worker's pipeline is filled.
     fn kick(&self, from: Option<&Slot>) {
-        for slot in &self.slots {
-            let own = from.is_some_and(|s| std::ptr::eq(s, &**slot));
-            slot.pump(self, own);
-            if self.queue.is_empty() {
-                break;
+        let own = |slot: &Arc<Slot>| from.is_some_and(|s| std::ptr::eq(s, &**slot));
+        // Idle workers first: otherwise the first worker's pipeline soaks up work
+        // that an idle one could start at once.
+        for slot in self.slots.iter().filter(|s| s.is_idle()) {
+            slot.pump(self, own(slot), 1);
+        }
+        loop {
+            let mut sent = false;
+            for slot in &self.slots {
+                sent |= slot.pump(self, own(slot), 1) > 0;
+            }
+            if !sent || self.queue.is_empty() {
+                return;
             }
         }
     }
@@ -189,6 +198,9 @@ impl Backend for Processes {
     }
     fn prefetch(&self) -> usize {
         self.shared.config.prefetch
+    }
+    fn accepts_work(&self) -> bool {
+        self.shared.queue.phase() == crate::queue::Phase::Open
     }
     fn close(&self) {
         self.shared.queue.close();

@@ -98,6 +98,12 @@ impl Slot {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// True when a worker is here with nothing in flight.
+    pub(crate) fn is_idle(&self) -> bool {
+        let st = self.lock();
+        st.sock.is_some() && st.inflight.is_empty()
+    }
+
     /// The current worker's PID, 0 between workers.
     pub(crate) fn pid(&self) -> u32 {
         self.lock().pid
@@ -116,10 +122,10 @@ impl Slot {
     /// Kills the current worker (terminate); the supervisor sees the EOF.
     pub(crate) fn kill(&self) {
         let st = self.lock();
-        if st.pid != 0 {
-            if let Some(pid) = rustix::process::Pid::from_raw(st.pid as i32) {
-                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-            }
+        if st.pid != 0
+            && let Some(pid) = rustix::process::Pid::from_raw(st.pid as i32)
+        {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
         }
         drop(st);
         self.wake();
@@ -127,11 +133,17 @@ impl Slot {
 
     /// Sends queued jobs to this slot's worker until its pipeline is full.
     /// Called by submitters and by the supervisor; never blocks on the socket.
-    pub(crate) fn pump(&self, shared: &Shared, from_supervisor: bool) {
+    /// Sends at most `max_jobs`; returns how many it sent.
+    pub(crate) fn pump(&self, shared: &Shared, from_supervisor: bool, max_jobs: usize) -> usize {
         let mut st = self.lock();
-        let Some(sock) = st.sock.clone() else { return };
-        let mut sent = false;
-        while !st.retiring && st.inflight.len() < st.depth(shared.config.prefetch) {
+        let Some(sock) = st.sock.clone() else {
+            return 0;
+        };
+        let mut sent = 0;
+        while sent < max_jobs
+            && !st.retiring
+            && st.inflight.len() < st.depth(shared.config.prefetch)
+        {
             if shared
                 .config
                 .max_tasks_per_child
@@ -164,14 +176,16 @@ impl Slot {
                 first_task,
                 job,
             });
-            sent = true;
+            sent += 1;
         }
-        let flushed = !sent || st.writer.flush(&*sock).unwrap_or(false);
+        let flushed = sent == 0 || st.writer.flush(&*sock).unwrap_or(false);
+        let retiring = st.retiring;
         drop(st);
-        if (!flushed || !sent) && !from_supervisor {
+        if (!flushed || retiring) && !from_supervisor {
             // Leftover bytes (or a retirement) are the supervisor's to handle.
             self.wake();
         }
+        sent
     }
 
     /// The supervisor thread's body: runs workers in this slot until the pool stops.
@@ -244,7 +258,7 @@ impl Slot {
 
     /// One worker's life under supervision.
     fn run_worker(&self, shared: &Shared, mut w: WorkerProcess) -> End {
-        self.pump(shared, true);
+        self.pump(shared, true, usize::MAX);
         let mut spin = crate::spin::Spin::new();
         loop {
             match shared.queue.phase() {
@@ -327,7 +341,7 @@ impl Slot {
         if fds[1].revents().contains(PollFlags::IN) {
             self.drain_wake();
         }
-        self.pump(shared, true);
+        self.pump(shared, true, usize::MAX);
     }
 
     /// Handles every complete `Done` frame buffered from the worker.
@@ -356,7 +370,7 @@ impl Slot {
             any = true;
         }
         if any {
-            self.pump(shared, true);
+            self.pump(shared, true, usize::MAX);
         }
         Ok(())
     }

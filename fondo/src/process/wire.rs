@@ -152,6 +152,44 @@ pub(crate) fn encode_into<T: Serialize + ?Sized>(
     r
 }
 
+/// Appends `value` as one length-prefixed item (`u32` LE length, then its postcard
+/// bytes), so a reader can skip an item it cannot decode and go on with the next.
+pub(crate) fn push_item<T: Serialize + ?Sized>(
+    out: &mut Vec<u8>,
+    value: &T,
+) -> postcard::Result<()> {
+    let mark = out.len();
+    out.extend_from_slice(&[0; 4]);
+    if let Err(e) = encode_into(out, value) {
+        out.truncate(mark);
+        return Err(e);
+    }
+    match u32::try_from(out.len() - mark - 4) {
+        Ok(len) => {
+            out[mark..mark + 4].copy_from_slice(&len.to_le_bytes());
+            Ok(())
+        }
+        Err(_) => {
+            out.truncate(mark);
+            Err(postcard::Error::SerializeBufferFull)
+        }
+    }
+}
+
+/// Takes the next length-prefixed item off the front of `bytes`; `None` when the
+/// bytes run out or the length points past them.
+pub(crate) fn next_item<'a>(bytes: &mut &'a [u8]) -> Option<&'a [u8]> {
+    let (len, rest) = bytes.split_first_chunk::<4>()?;
+    let len = u32::from_le_bytes(*len) as usize;
+    if rest.len() < len {
+        *bytes = &[];
+        return None;
+    }
+    let (item, rest) = rest.split_at(len);
+    *bytes = rest;
+    Some(item)
+}
+
 /// Appends a whole frame (`len`, header, body) to `out`; `body` writes the body.
 pub(crate) fn encode_frame<H: Serialize>(
     out: &mut Vec<u8>,
@@ -229,6 +267,10 @@ impl FrameReader {
             match rustix::io::read(fd.as_fd(), rustix::buffer::spare_capacity(&mut self.buf)) {
                 Ok(0) if total == 0 => return Ok(Fill::Eof),
                 Ok(0) => return Ok(Fill::Read(total)),
+                // A peer that dies with our data unread resets the connection: for us
+                // that is the same end of stream as a clean close.
+                Err(rustix::io::Errno::CONNRESET) if total == 0 => return Ok(Fill::Eof),
+                Err(rustix::io::Errno::CONNRESET) => return Ok(Fill::Read(total)),
                 Ok(n) => total += n,
                 Err(rustix::io::Errno::AGAIN) => return Ok(Fill::Read(total)),
                 Err(rustix::io::Errno::INTR) => {}
@@ -333,11 +375,6 @@ impl FrameWriter {
         encode_frame(&mut frame, header, max_frame, body)?;
         self.chunks.push_back(Chunk::Owned(frame, 0));
         Ok(())
-    }
-
-    /// Frames (or frame parts) still queued.
-    pub(crate) fn queued(&self) -> usize {
-        self.chunks.len()
     }
 
     /// True when everything queued has been written.

@@ -169,11 +169,10 @@ fn serve(spec: &str) -> Result<()> {
                 let done = FromWorker::Done { job, count };
                 link.writer
                     .push(&done, usize::MAX, |out| run(body, count, out, &progress))?;
-                // With more work already here, answer in one write later rather than one
-                // syscall per job now.
-                if !link.reader.has_frame() || link.writer.queued() >= 32 {
-                    link.writer.flush(&link.sock)?;
-                }
+                // Answer now, even with more work buffered: holding a finished result
+                // behind a task that may hang would delay it, or run it twice if that
+                // task's worker is then killed.
+                link.writer.flush(&link.sock)?;
             }
             ToWorker::Shutdown => break,
         }

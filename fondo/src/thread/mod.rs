@@ -111,13 +111,13 @@ fn start_worker(shared: &Arc<Shared>) -> Result<()> {
 }
 
 fn worker_loop(shared: Arc<Shared>) {
-    if let Some(init) = shared.config.initializer {
-        if let Err(p) = catch_unwind(init) {
-            eprintln!(
-                "fondo: worker initializer panicked: {}",
-                crate::error::panic_message(&*p)
-            );
-        }
+    if let Some(init) = shared.config.initializer
+        && let Err(p) = catch_unwind(init)
+    {
+        eprintln!(
+            "fondo: worker initializer panicked: {}",
+            crate::error::panic_message(&*p)
+        );
     }
     let mut ran = 0;
     while let Some(job) = shared.queue.pop_blocking() {
@@ -128,11 +128,11 @@ fn worker_loop(shared: Arc<Shared>) {
             .is_some_and(|max| ran >= max)
         {
             // Recycle: a fresh thread (and initializer) takes this one's place.
-            if shared.queue.phase() == Phase::Open || !shared.queue.is_empty() {
-                if let Err(e) = start_worker(&shared) {
-                    eprintln!("fondo: could not replace a recycled worker thread: {e}");
-                    continue;
-                }
+            if (shared.queue.phase() == Phase::Open || !shared.queue.is_empty())
+                && let Err(e) = start_worker(&shared)
+            {
+                eprintln!("fondo: could not replace a recycled worker thread: {e}");
+                continue;
             }
             return;
         }
@@ -150,6 +150,9 @@ impl Backend for Threads {
     }
     fn prefetch(&self) -> usize {
         self.shared.config.prefetch
+    }
+    fn accepts_work(&self) -> bool {
+        self.shared.queue.phase() == crate::queue::Phase::Open
     }
     fn close(&self) {
         self.shared.queue.close();
