@@ -60,7 +60,7 @@ fn main() {
 
     println!(
         "mpi_factorial: factorial(x) for x in {xs:?}: one thread {single_secs:.3} s, \
-         {} MPI worker ranks {mpi_secs:.3} s (speed-up {:.2}x, best of 3)",
+         {} MPI worker ranks {mpi_secs:.3} s (speed-up {:.2}x, best runs)",
         pool.workers(),
         single_secs / mpi_secs
     );

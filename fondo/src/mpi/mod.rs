@@ -42,13 +42,14 @@
 //!   on signal 6 (Aborted)"), kills every other rank — rank 0 included, so results
 //!   not yet read are lost — and exits non-zero. Nothing hangs: with
 //!   `--mca odls_base_sigkill_timeout 0` the job is gone within ~0.3 s, with the
-//!   default settings within about a second. `retries` has nothing to retry.
+//!   default settings within about 1.3 s. `retries` has nothing to retry.
 //! - `task_timeout`: an MPI rank cannot be killed and replaced, so a worker rank
 //!   whose task runs over the limit prints the reason and aborts, which ends the
 //!   job as above (a run that ends with a message instead of hanging forever).
 //! - `terminate()` fails every unfinished task with `Err(Terminated)` at once and
-//!   drops queued batches; the worker ranks skip what they hold, but each finishes
-//!   the task it is running before it exits, and dropping the pool waits for that.
+//!   drops queued batches; the worker ranks skip the batches they hold, but each
+//!   finishes the batch (chunk) it is running before it exits, and dropping the
+//!   pool waits for that.
 //! - The worker count is the world size minus one; `Builder::workers` is ignored.
 //!   `max_tasks_per_child` is refused: a rank cannot be replaced.
 //! - One MPI pool per program: MPI cannot be initialized again once the pool has
@@ -63,9 +64,9 @@
 //! dispatcher, to which submitting threads hand batches through a queue; on the
 //! other ranks the thread that runs the tasks. Nobody blocks inside MPI (Open MPI
 //! spins a whole core while blocked in a probe): idle ranks poll with
-//! `MPI_Improbe`, spinning for a few microseconds, then yielding, then sleeping
-//! for growing intervals of up to 0.5 ms; rank 0 sleeps outright while no batch
-//! is out.
+//! `MPI_Improbe`, yielding the CPU between polls for the first 250 µs, then
+//! sleeping for growing intervals of up to 0.5 ms; rank 0 sleeps outright while
+//! no batch is out and nothing is submitted.
 
 mod comm;
 mod proto;

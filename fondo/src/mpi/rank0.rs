@@ -91,26 +91,38 @@ pub(crate) fn handshake(
     let task_timeout_ns = config
         .task_timeout
         .map(|t| u64::try_from(t.as_nanos()).unwrap_or(u64::MAX));
-    let mut first_refusal: Option<Error> = None;
-    for (i, hello) in hellos.into_iter().enumerate() {
+    let verdicts: Vec<Option<Error>> = hellos
+        .into_iter()
+        .enumerate()
+        .map(|(i, hello)| {
+            let rank = (i + 1) as i32;
+            match hello {
+                Some(Ok(h)) => refusal(rank, &h, own),
+                Some(Err(why)) => Some(Error::Mpi(why)),
+                None => Some(Error::Mpi(format!("rank {rank} sent no HELLO"))),
+            }
+        })
+        .collect();
+    // One refusal stops every rank: a rank left serving would keep rank 0's
+    // MPI_Finalize waiting for it forever.
+    let first_refusal = verdicts.iter().flatten().next().cloned();
+    for (i, verdict) in verdicts.iter().enumerate() {
         let rank = (i + 1) as i32;
-        let verdict = match hello {
-            Some(Ok(h)) => refusal(rank, &h, own),
-            Some(Err(why)) => Some(Error::Mpi(why)),
-            None => Some(Error::Mpi(format!("rank {rank} sent no HELLO"))),
+        let verdict = match (verdict, &first_refusal) {
+            (Some(own), _) => Err(own.to_string()),
+            (None, Some(other)) => Err(format!("another rank was refused: {other}")),
+            (None, None) => Ok(()),
         };
         let setup = Setup {
-            verdict: verdict.as_ref().map_or(Ok(()), |e| Err(e.to_string())),
+            verdict,
             initializer,
             task_timeout_ns,
         };
-        let bytes = postcard::to_stdvec(&setup).map_err(|e| Error::Mpi(e.to_string()))?;
+        // Cannot fail (plain data); an empty SETUP would make the worker abort the job.
+        let bytes = postcard::to_stdvec(&setup).unwrap_or_default();
         world
             .process_at_rank(rank)
             .send_with_tag(&bytes[..], TAG_SETUP);
-        if let Some(e) = verdict {
-            first_refusal.get_or_insert(e);
-        }
     }
     match first_refusal {
         Some(e) => Err(e),
@@ -123,6 +135,9 @@ struct Rank {
     rank: i32,
     /// Batches sent and not answered, in the order the rank runs them.
     inflight: VecDeque<(u64, ProcJob)>,
+    /// When the rank last got or answered work (a counter): a rank that worked
+    /// recently is still polling hot, one idle for long sleeps between polls.
+    last_active: u64,
 }
 
 /// The dispatcher loop: runs until the pool is closed and drained, or terminated;
@@ -134,11 +149,13 @@ pub(crate) fn dispatch(world: &SimpleCommunicator, shared: &Shared) {
         .map(|rank| Rank {
             rank,
             inflight: VecDeque::new(),
+            last_active: 0,
         })
         .collect();
     let mut sends: Vec<OwnedSend> = Vec::new();
     let mut next_id = 0u64;
-    let mut next_rank = 0usize;
+    // Orders dispatches and answers, for `Rank::last_active`.
+    let mut clock = 0u64;
     let mut inflight = 0usize;
     let mut backoff = Backoff::new(MAX_SLEEP);
     loop {
@@ -148,7 +165,7 @@ pub(crate) fn dispatch(world: &SimpleCommunicator, shared: &Shared) {
             let (src, tag) = (m.1.source_rank(), m.1.tag());
             let (msg, _) = m.matched_receive_vec::<u8>();
             if tag == TAG_DONE {
-                inflight -= deliver(&mut ranks, src, &msg);
+                inflight -= deliver(&mut ranks, src, &msg, &mut clock);
             } else {
                 eprintln!("fondo: MPI rank 0: unexpected message (tag {tag:#x}) from rank {src}");
             }
@@ -164,13 +181,12 @@ pub(crate) fn dispatch(world: &SimpleCommunicator, shared: &Shared) {
             }
             break;
         }
-        // Feed the least-loaded rank with room, round robin among equals.
+        // Feed the least-loaded rank with room; among equals the one active most
+        // recently, which answers fastest (an idle rank sleeps between polls).
         loop {
-            let n = ranks.len();
-            let pick = (0..n)
-                .map(|k| (next_rank + k) % n)
+            let pick = (0..ranks.len())
                 .filter(|&i| ranks[i].inflight.len() < cap)
-                .min_by_key(|&i| ranks[i].inflight.len());
+                .min_by_key(|&i| (ranks[i].inflight.len(), u64::MAX - ranks[i].last_active));
             let Some(i) = pick else { break };
             let Some(job) = shared.queue.try_pop() else {
                 break;
@@ -181,8 +197,9 @@ pub(crate) fn dispatch(world: &SimpleCommunicator, shared: &Shared) {
             let dest = world.process_at_rank(ranks[i].rank);
             sends.push(OwnedSend::start(&dest, msg, TAG_RUN));
             ranks[i].inflight.push_back((id, job));
+            clock += 1;
+            ranks[i].last_active = clock;
             inflight += 1;
-            next_rank = (i + 1) % n;
             busy = true;
         }
         if phase == Phase::Closed && inflight == 0 && shared.queue.is_empty() {
@@ -191,10 +208,10 @@ pub(crate) fn dispatch(world: &SimpleCommunicator, shared: &Shared) {
         if busy {
             backoff.reset();
         } else if inflight == 0 && sends.is_empty() {
-            // Nothing can arrive from the workers: sleep until a submission, close()
+            // Nothing can arrive from the workers: after the usual spin (the next
+            // submission often follows at once), sleep until a submission, close()
             // or terminate() unparks us.
-            std::thread::park();
-            backoff.reset();
+            backoff.pause(|_| std::thread::park());
         } else {
             backoff.pause(std::thread::park_timeout);
         }
@@ -203,7 +220,7 @@ pub(crate) fn dispatch(world: &SimpleCommunicator, shared: &Shared) {
 }
 
 /// Delivers a DONE; returns how many in-flight batches it completed (0 or 1).
-fn deliver(ranks: &mut [Rank], src: i32, msg: &[u8]) -> usize {
+fn deliver(ranks: &mut [Rank], src: i32, msg: &[u8], clock: &mut u64) -> usize {
     let Some(r) = usize::try_from(src - 1).ok().and_then(|i| ranks.get_mut(i)) else {
         return 0;
     };
@@ -221,6 +238,8 @@ fn deliver(ranks: &mut [Rank], src: i32, msg: &[u8]) -> usize {
     let Some((_, job)) = r.inflight.remove(pos) else {
         return 0;
     };
+    *clock += 1;
+    r.last_active = *clock;
     if let Err(e) = job.deliver(count, body) {
         job.fail(&e);
     }
@@ -246,7 +265,7 @@ fn stop_workers(world: &SimpleCommunicator, ranks: &mut [Rank], mut sends: Vec<O
             match tag {
                 TAG_BYE => left = left.saturating_sub(1),
                 TAG_DONE => {
-                    deliver(ranks, src, &msg);
+                    deliver(ranks, src, &msg, &mut 0);
                 }
                 _ => {}
             }

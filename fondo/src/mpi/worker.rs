@@ -16,11 +16,14 @@ use std::collections::VecDeque;
 use std::panic::catch_unwind;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// An idle worker rank sleeps at most this long between polls: the latency of the
 /// first task after a pause, traded against the CPU a waiting rank burns.
 const MAX_SLEEP: Duration = Duration::from_micros(500);
+
+/// A batch that ran longer than this is followed by a thorough look for messages.
+const LONG_BATCH: Duration = Duration::from_micros(200);
 
 /// Serves rank 0 until STOP; returns the exit code for this process.
 pub(crate) fn serve(world: &SimpleCommunicator, exe: Result<ExeFingerprint>) -> i32 {
@@ -70,6 +73,8 @@ pub(crate) fn serve(world: &SimpleCommunicator, exe: Result<ExeFingerprint>) -> 
         Ok(p) => Arc::new(p),
         Err(e) => fatal(world, &format!("could not create the progress page: {e}")),
     };
+    // Tasks are timestamped only when someone enforces a limit (it costs a clock read).
+    progress.set_timed(setup.task_timeout_ns.is_some());
     let watchdog = setup
         .task_timeout_ns
         .map(|ns| Watchdog::start(rank, Duration::from_nanos(ns), progress.clone()));
@@ -78,12 +83,21 @@ pub(crate) fn serve(world: &SimpleCommunicator, exe: Result<ExeFingerprint>) -> 
     // Messages received and not yet handled: RUNs rank 0 has queued ahead.
     let mut pending: VecDeque<Vec<u8>> = VecDeque::new();
     let mut stop = false;
+    // After a long batch, look harder: Open MPI may need several progress calls
+    // to surface a message that arrived meanwhile (measured: up to ~10 probes).
+    let mut thorough = false;
     backoff.reset();
     loop {
-        // Take in everything that has arrived (one probe may pull in only one
-        // message), so a STOP behind queued RUNs is seen before they run: after
-        // terminate() this rank skips what it holds.
-        while let Some(m) = root.immediate_matched_probe() {
+        // Take in everything that has arrived, so a STOP behind queued RUNs is
+        // seen before they run: after terminate() this rank skips what it holds.
+        let mut misses = 0;
+        let patience = if thorough { 16 } else { 1 };
+        thorough = false;
+        while misses < patience {
+            let Some(m) = root.immediate_matched_probe() else {
+                misses += 1;
+                continue;
+            };
             let tag = m.1.tag();
             let (msg, _) = m.matched_receive_vec::<u8>();
             match tag {
@@ -108,7 +122,9 @@ pub(crate) fn serve(world: &SimpleCommunicator, exe: Result<ExeFingerprint>) -> 
             fatal(world, "entry offset outside the executable");
         };
         start_done(&mut out, job, count);
+        let started = Instant::now();
         run(args, count, &mut out, &progress);
+        thorough = started.elapsed() > LONG_BATCH;
         root.send_with_tag(&out[..], TAG_DONE);
         if out.capacity() > 1 << 20 {
             out = Vec::new();
