@@ -43,6 +43,47 @@ impl<R: DeserializeOwned + Send + 'static> Outcomes for Typed<R> {
     }
 }
 
+/// Large argument buffers kept for reuse: a fresh multi-megabyte buffer costs a page
+/// fault per 4 KiB, more than encoding into it.
+#[derive(Default)]
+pub(crate) struct Buffers {
+    spare: std::sync::Mutex<Vec<Vec<u8>>>,
+}
+
+/// Buffers smaller than this are not worth keeping.
+const KEEP_BUFFER: usize = 1 << 20;
+/// At most this many are kept.
+const KEEP_COUNT: usize = 4;
+
+impl Buffers {
+    /// An empty buffer, with capacity left from an earlier job when there is one.
+    pub(crate) fn take(&self) -> Vec<u8> {
+        self.spare
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop()
+            .unwrap_or_default()
+    }
+
+    /// Keeps a finished job's argument buffer if it is large and nobody else holds it.
+    pub(crate) fn give(&self, args: Arc<Vec<u8>>) {
+        let Ok(mut buf) = Arc::try_unwrap(args) else {
+            return;
+        };
+        if buf.capacity() < KEEP_BUFFER {
+            return;
+        }
+        buf.clear();
+        let mut spare = self
+            .spare
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if spare.len() < KEEP_COUNT {
+            spare.push(buf);
+        }
+    }
+}
+
 /// A batch ready for the wire.
 pub(crate) struct ProcJob {
     /// Offset of the entry point that runs this batch.
@@ -66,19 +107,33 @@ impl ProcJob {
         Args: Serialize + DeserializeOwned,
         F::Output: Serialize + DeserializeOwned + Send + 'static,
     {
+        Self::encode_into_buffers::<F, Args>(batch, max_frame, &Buffers::default())
+    }
+
+    /// Like [`encode`](Self::encode), writing into buffers recycled from earlier jobs.
+    pub(crate) fn encode_into_buffers<F, Args>(
+        batch: Batch<Args, F::Output>,
+        max_frame: usize,
+        buffers: &Buffers,
+    ) -> Vec<ProcJob>
+    where
+        F: Task<Args>,
+        Args: Serialize + DeserializeOwned,
+        F::Output: Serialize + DeserializeOwned + Send + 'static,
+    {
         let entry = super::entry::offset_of_entry::<F, Args>();
         let outcomes: Arc<dyn Outcomes> = Arc::new(Typed {
             sink: batch.sink.clone(),
         });
         let mut jobs = Vec::new();
-        let mut args = Vec::new();
+        let mut args = buffers.take();
         let mut first = batch.start;
         let mut count = 0u32;
         let flush = |args: &mut Vec<u8>, first: usize, count: &mut u32, jobs: &mut Vec<ProcJob>| {
             if *count > 0 {
                 jobs.push(ProcJob {
                     entry,
-                    args: Arc::new(std::mem::take(args)),
+                    args: Arc::new(std::mem::replace(args, buffers.take())),
                     count: *count,
                     start: first,
                     outcomes: outcomes.clone(),

@@ -53,6 +53,8 @@ pub(crate) struct Shared {
     next_job: AtomicU64,
     /// Slots that gave up starting workers.
     lost: Mutex<usize>,
+    /// Argument buffers of finished jobs, for the next ones.
+    buffers: job::Buffers,
 }
 
 impl Shared {
@@ -140,6 +142,7 @@ impl Builder {
             slots,
             next_job: AtomicU64::new(0),
             lost: Mutex::new(0),
+            buffers: job::Buffers::default(),
         });
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let mut supervisors = Vec::with_capacity(shared.slots.len());
@@ -239,7 +242,9 @@ where
         let max_frame = self.shared.config.max_frame;
         let jobs: Vec<ProcJob> = batches
             .into_iter()
-            .flat_map(|b| ProcJob::encode::<F, Args>(b, max_frame))
+            .flat_map(|b| {
+                ProcJob::encode_into_buffers::<F, Args>(b, max_frame, &self.shared.buffers)
+            })
             .collect();
         match self.shared.queue.push_all(jobs) {
             Ok(()) => self.shared.kick(None),

@@ -367,6 +367,7 @@ impl Slot {
                 done.ok_or_else(|| Error::Protocol(format!("answer for unknown job {job}")))?;
             // Deliver unlocked: sinks may run user callbacks.
             done.job.deliver(count, body)?;
+            shared.buffers.give(done.job.args);
             any = true;
         }
         if any {

@@ -318,7 +318,13 @@ impl FrameReader {
 #[derive(Default)]
 pub(crate) struct FrameWriter {
     chunks: std::collections::VecDeque<Chunk>,
+    /// The largest frame buffer already written out, kept for the next frame: a fresh
+    /// multi-megabyte buffer costs a page fault per 4 KiB, more than the copy itself.
+    spare: Vec<u8>,
 }
+
+/// Buffers at least this large are worth keeping for reuse.
+const KEEP_BUFFER: usize = 1 << 20;
 
 enum Chunk {
     Owned(Vec<u8>, usize),
@@ -371,7 +377,8 @@ impl FrameWriter {
         max_frame: usize,
         body: impl FnOnce(&mut Vec<u8>),
     ) -> Result<()> {
-        let mut frame = Vec::new();
+        let mut frame = std::mem::take(&mut self.spare);
+        frame.clear();
         encode_frame(&mut frame, header, max_frame, body)?;
         self.chunks.push_back(Chunk::Owned(frame, 0));
         Ok(())
@@ -400,7 +407,11 @@ impl FrameWriter {
                         let left = front.rest().len();
                         if n >= left {
                             n -= left;
-                            self.chunks.pop_front();
+                            if let Some(Chunk::Owned(v, _)) = self.chunks.pop_front()
+                                && v.capacity() >= KEEP_BUFFER.max(self.spare.capacity())
+                            {
+                                self.spare = v;
+                            }
                         } else {
                             front.advance(n);
                             n = 0;
