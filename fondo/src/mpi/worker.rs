@@ -54,7 +54,9 @@ pub(crate) fn serve(world: &SimpleCommunicator, exe: Result<ExeFingerprint>) -> 
     };
     if let Err(why) = setup.verdict {
         eprintln!("fondo: MPI rank {rank}: rank 0 refused this rank: {why}");
-        return 1;
+        // Exit cleanly: rank 0 reports the refusal as `Err(ExecutableMismatch)`, and a
+        // non-zero exit here would make mpirun kill rank 0 before it can.
+        return 0;
     }
 
     let resolver = Resolver::new();
