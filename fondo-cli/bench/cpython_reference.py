@@ -11,13 +11,13 @@ Usage:
 Stdout carries exactly one JSON object and nothing else; progress goes to stderr.
 
     {"python": "3.11.7", "implementation": "cpython", "cpu_count": 2,
-     "usable_cpus": 2, "start_method": "fork", "quick": false, "repeat": 5,
-     "workers": [1, 2, 4],
+     "usable_cpus": 2, "start_method": "fork", "load_avg": [1m, 5m, 15m],
+     "quick": false, "repeat": 5, "workers": [1, 2, 4],
      "results": [{"name": "...", "workers": 2 or null,
                   "unit": "s" | "us" | "tasks_per_s" | "GB_per_s",
                   "min": f, "median": f, "max": f, "best": f,
                   "higher_is_better": bool, "samples": [f, ...]}, ...],
-     "errors": [{"name": "...", "error": "..."}]}      # only if something failed
+     "errors": [{"name": "...", "workers": w, "error": "..."}]}  # only on failure
 
 "min" and "median" are plain statistics of "samples" whatever the unit. For rates
 (tasks_per_s, GB_per_s) the best sample is the largest, so "best" is given
@@ -29,6 +29,9 @@ creation is excluded except in "pool_create_first_close", which measures it.
 
 Exit status: 0 when every measurement ran, 1 when some failed (the JSON is still
 printed, with the failures under "errors"), 2 on bad arguments.
+
+Ctrl-C or SIGTERM stops the script within a second, leaving no worker behind
+(see "Stopping" below); it then dies of that signal and prints no JSON.
 
 Stdlib only, Python 3.8+. Uses the platform's default start method (fork on Linux
 up to 3.13) and records it, because that choice dominates pool start-up cost.
@@ -143,8 +146,9 @@ def factorial_pool_map(pool):
 
 
 def apply_async_roundtrip(pool, batch):
-    # One round trip is far below timer resolution noise on a loaded VM, so time a
-    # batch and report the per-round-trip mean of that batch; samples are batches.
+    # A single round trip (tens of µs) is at the mercy of the scheduler on these
+    # VMs, so each sample is the mean over a batch, and the median is taken
+    # over batches.
     def run():
         for _ in range(batch):
             pool.apply_async(noop).get()
@@ -219,30 +223,77 @@ def record(name, unit, workers, samples):
     return rec
 
 
-# Ctrl-C and SIGTERM must stop this script promptly: `fondo bench` (or a user at the
-# terminal) may interrupt it at any point. CPython's Pool gets this wrong on its own:
-# a process-directed signal may be delivered to one of the pool's helper threads,
-# and then the main thread, blocked on a lock inside map() or get(), never sees it
-# and the script hangs forever. So pools are created with these signals blocked in
-# the creating thread, which the helper threads inherit; the kernel must then pick
-# the main thread, whose blocked wait returns EINTR and raises. Python-level
-# handlers such as the SIGTERM one below only run in the main thread anyway.
+# Stopping. Ctrl-C or SIGTERM (from a user, or from `fondo bench` giving up) must
+# end this script within a second and leave no process behind. CPython's Pool does
+# not manage that on its own, in three ways, each seen on this machine:
+#  1. a process-directed signal may be delivered to one of the pool's helper
+#     threads; the main thread, blocked on a lock in map() or get(), never notices
+#     and waits forever. Hence pools are created with the stop signals blocked in
+#     the creating thread: the helper threads inherit the mask, so the kernel must
+#     pick the main thread, whose wait fails with EINTR and raises;
+#  2. Pool.terminate() can hang when interrupted mid-transfer (its task handler
+#     stays blocked writing a 64 MiB task into a pipe the parent itself keeps
+#     open). Hence an interrupted run never tries a graceful pool shutdown: it
+#     kills the workers and exits at once (stop_now);
+#  3. workers never notice their parent's death (each holds both ends of its
+#     task pipe), so a parent killed by SIGKILL leaves them running. Hence they
+#     ask Linux for a SIGKILL when the parent goes (_worker_init).
 _STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 
+def _find_prctl():
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (ImportError, OSError, AttributeError):
+        return None
+
+
+# Looked up here, once, not in each worker: importing ctypes there would add
+# milliseconds to every pool start, and pool start is one of the figures.
+_prctl = _find_prctl()
+_PR_SET_PDEATHSIG = 1
+
+
+class Stopped(BaseException):
+    """SIGTERM, turned into an exception so it unwinds like KeyboardInterrupt."""
+
+    signum = signal.SIGTERM
+
+
 def _on_sigterm(signum, frame):
-    # Unwind like Ctrl-C so with_pool() terminates the workers on the way out.
-    raise KeyboardInterrupt("SIGTERM")
+    raise Stopped()
 
 
-def _worker_init():
-    # Workers inherit the blocked mask (and, with fork, the parent's handlers).
-    # They must die on the SIGTERM that Pool.terminate() sends, and should ignore
-    # Ctrl-C: the parent handles it and terminates them, without a traceback
-    # from every worker.
+def _worker_init(parent_pid):
+    # Workers inherit the blocked mask (and, under fork, the parent's handlers).
+    # They must die on the SIGTERM that Pool.terminate() sends; Ctrl-C reaches
+    # the whole process group, but it is the parent's to handle, and ignoring it
+    # here spares a traceback from every worker.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+    if _prctl is not None:
+        # Fires when the thread that forked this worker exits: the parent's
+        # main thread for the pool's first workers, or the pool's handler
+        # thread for replacements (e.g. forked while stop_now is killing
+        # workers); either way no later than the parent process itself.
+        _prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        # The parent may have died before prctl took hold.
+        if parent_pid is not None and os.getppid() != parent_pid:
+            os._exit(1)
+
+
+def _expected_parent():
+    # Under forkserver (Linux default from 3.14) workers are children of the fork
+    # server, not of this process; it exits when this process does, so watching
+    # it is just as good.
+    if multiprocessing.get_start_method() == "forkserver":
+        return None
+    return os.getpid()
 
 
 def make_pool(processes):
@@ -250,18 +301,40 @@ def make_pool(processes):
         return multiprocessing.Pool(processes)
     old = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
     try:
-        return multiprocessing.Pool(processes, initializer=_worker_init)
+        return multiprocessing.Pool(
+            processes, initializer=_worker_init, initargs=(_expected_parent(),)
+        )
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
+def stop_now(signum):
+    """Kill every worker and die of `signum`, skipping all cleanup that may hang."""
+    children = multiprocessing.active_children()
+    for child in children:
+        child.kill()
+    for child in children:  # reap them, so none outlives this process even briefly
+        child.join(1)
+    # Replacements the pool's handler thread may fork meanwhile die with this
+    # process (PR_SET_PDEATHSIG in _worker_init).
+    sys.stderr.flush()
+    # Dying of the signal itself (not exit(1)) tells the caller what happened,
+    # and skips multiprocessing's atexit pool finalizers, which can hang (2.).
+    signal.signal(signum, signal.SIG_DFL)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signum})
+    os.kill(os.getpid(), signum)
+    os._exit(128 + signum)  # not reached unless the signal is somehow ignored
+
+
 def with_pool(processes, fn):
-    # close+join on success so workers exit cleanly; terminate on failure or
-    # Ctrl-C so no worker outlives this script.
     pool = make_pool(processes)
     try:
         result = fn(pool)
-    except BaseException:
+    except Exception:
+        # A failed measurement: the pool is idle (the error came back through
+        # it, or from our own checks), so terminate() is safe and the run can
+        # go on with the next figure. Ctrl-C and SIGTERM pass through to main().
         pool.terminate()
         pool.join()
         raise
@@ -374,6 +447,8 @@ def main(argv=None):
         "cpu_count": cpus,
         "usable_cpus": usable,
         "start_method": multiprocessing.get_start_method(),
+        # Other work on the machine skews every figure; this lets the caller warn.
+        "load_avg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "quick": args.quick,
         "repeat": args.repeat,
         "workers": args.workers,
@@ -392,12 +467,19 @@ def main(argv=None):
     )
 
     t_start = time.perf_counter()
-    for name, unit, workers, thunk in plan(args):
-        try:
-            report["results"].append(record(name, unit, workers, thunk()))
-        except Exception as exc:  # keep going: partial figures beat none
-            traceback.print_exc(file=sys.stderr)
-            errors.append({"name": name, "workers": workers, "error": repr(exc)})
+    try:
+        for name, unit, workers, thunk in plan(args):
+            try:
+                report["results"].append(record(name, unit, workers, thunk()))
+            except Exception as exc:  # keep going: partial figures beat none
+                traceback.print_exc(file=sys.stderr)
+                errors.append({"name": name, "workers": workers, "error": repr(exc)})
+    except KeyboardInterrupt:
+        log("interrupted")
+        stop_now(signal.SIGINT)
+    except Stopped as stop:
+        log("terminated")
+        stop_now(stop.signum)
     if errors:
         report["errors"] = errors
     log("done in {:.1f} s".format(time.perf_counter() - t_start))

@@ -3,6 +3,7 @@
 mod bench;
 mod demo;
 mod info;
+mod table;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
