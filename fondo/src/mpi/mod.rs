@@ -310,9 +310,11 @@ where
 {
     fn submit(&self, _f: &Arc<F>, batches: Vec<Batch<Args, F::Output>>) {
         let max_frame = self.shared.config.max_frame;
+        // MPI sends copy out of the buffer, so there is nothing to recycle here.
+        let buffers = crate::process::job::Buffers::default();
         let jobs: Vec<ProcJob> = batches
             .into_iter()
-            .flat_map(|b| ProcJob::encode::<F, Args>(b, max_frame))
+            .flat_map(|b| ProcJob::encode::<F, Args>(b, max_frame, &buffers))
             .collect();
         match self.shared.queue.push_all(jobs) {
             Ok(()) => self.shared.wake(),

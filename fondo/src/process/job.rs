@@ -101,17 +101,8 @@ pub(crate) struct ProcJob {
 impl ProcJob {
     /// Encodes a batch. An argument that fails to encode fails its own task; the
     /// tasks around it still run (as separate jobs, to keep indices contiguous).
-    pub(crate) fn encode<F, Args>(batch: Batch<Args, F::Output>, max_frame: usize) -> Vec<ProcJob>
-    where
-        F: Task<Args>,
-        Args: Serialize + DeserializeOwned,
-        F::Output: Serialize + DeserializeOwned + Send + 'static,
-    {
-        Self::encode_into_buffers::<F, Args>(batch, max_frame, &Buffers::default())
-    }
-
-    /// Like [`encode`](Self::encode), writing into buffers recycled from earlier jobs.
-    pub(crate) fn encode_into_buffers<F, Args>(
+    /// Arguments are written into buffers recycled from earlier jobs.
+    pub(crate) fn encode<F, Args>(
         batch: Batch<Args, F::Output>,
         max_frame: usize,
         buffers: &Buffers,

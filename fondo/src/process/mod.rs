@@ -242,9 +242,7 @@ where
         let max_frame = self.shared.config.max_frame;
         let jobs: Vec<ProcJob> = batches
             .into_iter()
-            .flat_map(|b| {
-                ProcJob::encode_into_buffers::<F, Args>(b, max_frame, &self.shared.buffers)
-            })
+            .flat_map(|b| ProcJob::encode::<F, Args>(b, max_frame, &self.shared.buffers))
             .collect();
         match self.shared.queue.push_all(jobs) {
             Ok(()) => self.shared.kick(None),
