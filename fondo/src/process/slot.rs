@@ -285,6 +285,12 @@ impl Slot {
                     if let Err(e) = self.handle_frames(shared, &mut w) {
                         eprintln!("fondo: worker {}: {e}; killing it", w.pid);
                         let _ = w.child.kill();
+                        // The answer at the head of the pipeline is the bad one: fail its
+                        // job rather than run it again on the next worker, forever.
+                        let head = self.lock().inflight.pop_front();
+                        if let Some(head) = head {
+                            head.job.fail(&e);
+                        }
                         return self.bury(shared, &mut w, Some(e));
                     }
                     if n > 0 {
@@ -366,7 +372,10 @@ impl Slot {
             let done =
                 done.ok_or_else(|| Error::Protocol(format!("answer for unknown job {job}")))?;
             // Deliver unlocked: sinks may run user callbacks.
-            done.job.deliver(count, body)?;
+            if let Err(e) = done.job.deliver(count, body) {
+                done.job.fail(&e);
+                return Err(e);
+            }
             shared.buffers.give(done.job.args);
             any = true;
         }

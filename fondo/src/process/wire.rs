@@ -271,7 +271,14 @@ impl FrameReader {
                 // that is the same end of stream as a clean close.
                 Err(rustix::io::Errno::CONNRESET) if total == 0 => return Ok(Fill::Eof),
                 Err(rustix::io::Errno::CONNRESET) => return Ok(Fill::Read(total)),
-                Ok(n) => total += n,
+                Ok(n) => {
+                    total += n;
+                    // Stop at a whole (or oversized) frame: memory then depends on the
+                    // frame cap, not on how fast the peer writes.
+                    if self.has_frame() {
+                        return Ok(Fill::Read(total));
+                    }
+                }
                 Err(rustix::io::Errno::AGAIN) => return Ok(Fill::Read(total)),
                 Err(rustix::io::Errno::INTR) => {}
                 Err(e) => return Err(e.into()),

@@ -5,7 +5,8 @@ use super::entry::Resolver;
 use super::progress::Progress;
 use super::spawn::WORKER_ENV;
 use super::wire::{
-    ExeId, Fill, FrameReader, FrameWriter, FromWorker, PROTOCOL_VERSION, ToWorker, decode_header,
+    ExeId, Fill, FrameReader, FrameWriter, FromWorker, PROTOCOL_VERSION, TaskFailure, ToWorker,
+    WireResult, decode_header, push_item,
 };
 use crate::error::{Error, Result};
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -167,8 +168,22 @@ fn serve(spec: &str) -> Result<()> {
                     .entry(entry)
                     .ok_or_else(|| Error::Protocol("entry offset outside the executable".into()))?;
                 let done = FromWorker::Done { job, count };
-                link.writer
-                    .push(&done, usize::MAX, |out| run(body, count, out, &progress))?;
+                let answered = link.writer.push(&done, link.max_frame, |out| {
+                    run(body, count, out, &progress)
+                });
+                if let Err(e) = answered {
+                    // The outcomes do not fit a frame: the tasks ran, so report that
+                    // instead of making the parent refuse the frame and rerun them.
+                    let failure: WireResult<()> = Err(TaskFailure::Serialization {
+                        what: "result".into(),
+                        message: e.to_string(),
+                    });
+                    link.writer.push(&done, link.max_frame, |out| {
+                        for _ in 0..count {
+                            let _ = push_item(out, &failure);
+                        }
+                    })?;
+                }
                 // Answer now, even with more work buffered: holding a finished result
                 // behind a task that may hang would delay it, or run it twice if that
                 // task's worker is then killed.
