@@ -175,11 +175,13 @@ impl<B: Backend> Pool<B> {
         let items: Vec<Args> = items.into_iter().collect();
         let (result, sink) = MapSink::new(items.len());
         self.track(sink.clone());
-        let chunk = self
-            .backend
-            .chunksize()
-            .unwrap_or_else(|| auto_chunksize(items.len(), self.workers()));
-        self.submit(&Arc::new(f), split(items, chunk, sink));
+        let sizes = match self.backend.chunksize() {
+            Some(chunk) => Chunking::Fixed(chunk),
+            None => Chunking::Guided {
+                workers: self.workers(),
+            },
+        };
+        self.submit(&Arc::new(f), split(items, sizes, sink));
         result
     }
 
@@ -281,22 +283,40 @@ impl<B: Backend> Drop for Pool<B> {
     }
 }
 
-/// Python's default: `ceil(len / (4 × workers))`, at least 1.
-pub(crate) fn auto_chunksize(len: usize, workers: usize) -> usize {
-    len.div_ceil(4 * workers.max(1)).max(1)
+/// How a list of tasks is cut into batches.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Chunking {
+    /// Every batch this size (the user's `chunksize`).
+    Fixed(usize),
+    /// The automatic rule: each batch is a quarter of the remaining tasks' fair share,
+    /// `ceil(remaining / (4 × workers))` — Python's first chunk, then shrinking (like
+    /// OpenMP's guided schedule). Large batches amortise the per-batch cost on tiny
+    /// tasks; the small ones at the end keep every worker busy to the last task when
+    /// tasks differ in cost.
+    Guided { workers: usize },
 }
 
-/// Cuts `items` into batches of `chunk` consecutive tasks feeding one sink.
+impl Chunking {
+    fn next(self, remaining: usize) -> usize {
+        match self {
+            Chunking::Fixed(n) => n.max(1),
+            Chunking::Guided { workers } => remaining.div_ceil(4 * workers.max(1)).max(1),
+        }
+    }
+}
+
+/// Cuts `items` into batches feeding one sink.
 pub(crate) fn split<Args, R>(
     items: Vec<Args>,
-    chunk: usize,
+    sizes: Chunking,
     sink: Arc<dyn Sink<R>>,
 ) -> Vec<Batch<Args, R>> {
-    let mut batches = Vec::with_capacity(items.len().div_ceil(chunk.max(1)));
+    let mut batches = Vec::new();
     let mut start = 0;
-    let mut rest = items.into_iter().peekable();
-    while rest.peek().is_some() {
-        let items: Vec<Args> = rest.by_ref().take(chunk.max(1)).collect();
+    let total = items.len();
+    let mut rest = items.into_iter();
+    while start < total {
+        let items: Vec<Args> = rest.by_ref().take(sizes.next(total - start)).collect();
         let len = items.len();
         batches.push(Batch {
             items,
@@ -306,4 +326,36 @@ pub(crate) fn split<Args, R>(
         start += len;
     }
     batches
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Chunking;
+
+    fn sizes(total: usize, c: Chunking) -> Vec<usize> {
+        let mut out = Vec::new();
+        let mut done = 0;
+        while done < total {
+            let n = c.next(total - done).min(total - done);
+            out.push(n);
+            done += n;
+        }
+        out
+    }
+
+    #[test]
+    fn guided_chunks_start_at_pythons_size_and_shrink_to_one() {
+        let s = sizes(1000, Chunking::Guided { workers: 2 });
+        assert_eq!(s[0], 125); // Python's chunksize for 1000 tasks on 2 workers
+        assert!(s.windows(2).all(|w| w[1] <= w[0]));
+        assert_eq!(*s.last().unwrap_or(&0), 1);
+        assert_eq!(s.iter().sum::<usize>(), 1000);
+        assert!(s.len() < 60, "{} batches", s.len());
+    }
+
+    #[test]
+    fn fixed_chunks_are_the_given_size() {
+        assert_eq!(sizes(10, Chunking::Fixed(4)), [4, 4, 2]);
+        assert_eq!(sizes(3, Chunking::Fixed(0)), [1, 1, 1]);
+    }
 }

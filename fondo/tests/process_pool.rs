@@ -1357,7 +1357,12 @@ fn helper_command(helper: &str) -> Command {
 
 fn shout(i: u32) -> u32 {
     println!("tarea {i}: hola, ñandú ✓");
-    eprintln!("tarea {i}: por stderr");
+    // One write per line: unbuffered stderr would split `eprintln!` into pieces that
+    // two worker processes can interleave, which says nothing about fondo.
+    let _ = std::io::Write::write_all(
+        &mut std::io::stderr(),
+        format!("tarea {i}: por stderr\n").as_bytes(),
+    );
     i * 10
 }
 
