@@ -51,8 +51,12 @@ impl Builder {
         self
     }
 
-    /// Tasks sent to a worker at a time by `map`/`starmap` (default: Python's
-    /// `ceil(len / (4 × workers))`) and by `imap` (default 1).
+    /// Tasks sent to a worker at a time by `map`/`starmap` and `imap`.
+    ///
+    /// Default for `map`/`starmap`: guided — the first batch is Python's
+    /// `ceil(len / (4 × workers))`, each next one a quarter of the remaining tasks'
+    /// fair share, down to 1, so tiny tasks travel in bulk and uneven ones still
+    /// balance. Default for `imap`: 1, as in Python.
     pub fn chunksize(mut self, n: usize) -> Self {
         self.chunksize = Some(n);
         self
