@@ -16,6 +16,12 @@ pub(crate) enum Phase {
     Terminated,
 }
 
+/// A job that can be failed without running: what the queue does with refused work.
+pub(crate) trait Refusable {
+    /// Fails every task of the job with `error`.
+    fn refuse(self, error: &Error);
+}
+
 /// A FIFO of jobs with the pool's phase, for workers that block waiting for work.
 pub(crate) struct JobQueue<J> {
     state: Mutex<QueueState<J>>,
@@ -60,6 +66,23 @@ impl<J> JobQueue<J> {
             }
             Phase::Closed => Err((Error::Closed, jobs.into_iter().collect())),
             Phase::Terminated => Err((Error::Terminated, jobs.into_iter().collect())),
+        }
+    }
+
+    /// Queues `jobs`; if the pool takes no work, fails them with the reason.
+    /// Returns true when they were queued.
+    pub(crate) fn offer(&self, jobs: impl IntoIterator<Item = J>) -> bool
+    where
+        J: Refusable,
+    {
+        match self.push_all(jobs) {
+            Ok(()) => true,
+            Err((error, refused)) => {
+                for job in refused {
+                    job.refuse(&error);
+                }
+                false
+            }
         }
     }
 

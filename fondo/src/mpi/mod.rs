@@ -275,6 +275,9 @@ impl Backend for Mpi {
     fn prefetch(&self) -> usize {
         self.shared.config.prefetch
     }
+    fn accepts_work(&self) -> bool {
+        self.shared.queue.phase() == crate::queue::Phase::Open
+    }
     fn close(&self) {
         self.shared.queue.close();
         self.shared.wake();
@@ -316,13 +319,8 @@ where
             .into_iter()
             .flat_map(|b| ProcJob::encode::<F, Args>(b, max_frame, &buffers))
             .collect();
-        match self.shared.queue.push_all(jobs) {
-            Ok(()) => self.shared.wake(),
-            Err((error, refused)) => {
-                for job in refused {
-                    job.fail(&error);
-                }
-            }
+        if self.shared.queue.offer(jobs) {
+            self.shared.wake();
         }
     }
 }

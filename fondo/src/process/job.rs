@@ -200,6 +200,12 @@ impl ProcJob {
     }
 }
 
+impl crate::queue::Refusable for ProcJob {
+    fn refuse(self, error: &Error) {
+        self.fail(error);
+    }
+}
+
 /// Byte offset of item `n` in a run of length-prefixed items.
 fn byte_offset(bytes: &[u8], n: u32) -> Option<usize> {
     let mut rest = bytes;

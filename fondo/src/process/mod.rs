@@ -244,13 +244,8 @@ where
             .into_iter()
             .flat_map(|b| ProcJob::encode::<F, Args>(b, max_frame, &self.shared.buffers))
             .collect();
-        match self.shared.queue.push_all(jobs) {
-            Ok(()) => self.shared.kick(None),
-            Err((error, refused)) => {
-                for job in refused {
-                    job.fail(&error);
-                }
-            }
+        if self.shared.queue.offer(jobs) {
+            self.shared.kick(None);
         }
     }
 }

@@ -38,6 +38,12 @@ struct Job<F: Task<Args>, Args> {
     batch: Batch<Args, F::Output>,
 }
 
+impl crate::queue::Refusable for Box<dyn ThreadJob> {
+    fn refuse(self, error: &Error) {
+        self.fail(error);
+    }
+}
+
 impl<F: Task<Args>, Args: Send> ThreadJob for Job<F, Args>
 where
     F::Output: Send,
@@ -206,10 +212,6 @@ where
                 batch,
             }) as Box<dyn ThreadJob>
         });
-        if let Err((error, refused)) = self.shared.queue.push_all(jobs) {
-            for job in refused {
-                job.fail(&error);
-            }
-        }
+        self.shared.queue.offer(jobs);
     }
 }
