@@ -2,9 +2,11 @@
 //! num-bigint, on one thread, through `Pool::threads(2).map`, through rayon's
 //! `par_iter` on a 2-thread pool, and as two `std::thread` halves.
 //!
-//! A second group sweeps the thread pool's chunksize: factorial's cost grows with
-//! `x`, so the auto chunksize (`ceil(1000 / (4 × 2))` = 125) leaves the last chunks
-//! much heavier than the first, and the tail of the run may keep only one core busy.
+//! A second group sweeps fixed chunk sizes: factorial's cost grows with `x`, so
+//! Python's fixed chunksize (`ceil(1000 / (4 × 2))` = 125) leaves the last chunks
+//! much heavier than the first and the tail of the run keeps only one core busy.
+//! fondo's automatic chunking (guided: Python's size first, shrinking to one) is
+//! what `fondo_threads_2_map` measures.
 //!
 //! Run: `cargo bench --bench factorial`.
 
@@ -84,7 +86,7 @@ fn factorial_1000_2000(c: &mut Criterion) {
     g.finish();
 }
 
-/// The same map with fixed chunk sizes; 125 is what the auto rule picks here.
+/// The same map with fixed chunk sizes; 125 is Python's rule for 1000 tasks on 2 workers.
 fn fondo_chunksize(c: &mut Criterion) {
     let mut g = c.benchmark_group("fondo_threads_2_chunksize");
     g.sample_size(20);

@@ -451,11 +451,28 @@ fn callback_registered_while_another_callback_runs_is_not_lost() -> Result<()> {
     let first_release = Gate::default();
     let _release = OpenOnDrop(first_release.clone());
     let second_ran = Arc::new(AtomicUsize::new(0));
-    let (started, release) = (first_started.clone(), first_release.clone());
-    let r = pool.apply_async(|| 1, ()).on_done(move |_| {
-        started.open();
-        release.wait();
-    });
+    // The task is held until its first callback is registered, so that callback runs
+    // on the worker (registered after completion, it would run here and block us).
+    let task_gate = Gate::default();
+    let _task_release = OpenOnDrop(task_gate.clone());
+    let (started, release, t) = (
+        first_started.clone(),
+        first_release.clone(),
+        task_gate.clone(),
+    );
+    let r = pool
+        .apply_async(
+            move || {
+                t.wait();
+                1
+            },
+            (),
+        )
+        .on_done(move |_| {
+            started.open();
+            release.wait();
+        });
+    task_gate.open();
     // The task is done and its first callback is running on the worker.
     first_started.wait();
     let s = second_ran.clone();
@@ -752,11 +769,19 @@ fn imap_ends_after_terminate() -> Result<()> {
     pool.terminate();
     let rest: Vec<Result<u64>> = it.by_ref().take(10_000).collect();
     assert!(rest.len() < 10_000, "endless imap must end after terminate");
+    // Results finished before terminate() still arrive in order; whatever was in
+    // flight, or asked for afterwards, is Terminated: the stream says why it ended.
     assert!(
-        matches!(rest.last(), Some(Err(Error::Terminated))),
-        "{:?}",
-        rest.last()
+        rest.iter().any(|r| matches!(r, Err(Error::Terminated))),
+        "no Terminated among {} results",
+        rest.len()
     );
+    for (i, r) in rest.iter().enumerate() {
+        match r {
+            Ok(v) => assert_eq!(*v, 10 + i as u64),
+            Err(e) => assert!(matches!(e, Error::Terminated), "{e:?}"),
+        }
+    }
     assert!(it.next().is_none());
     Ok(())
 }
