@@ -31,6 +31,17 @@ pub struct Imap<'p, B: crate::pool::Backend, F, I: Iterator, R> {
     delivered: usize,
 }
 
+impl<B: crate::pool::Backend, F, I: Iterator, R> std::fmt::Debug for Imap<'_, B, F, I, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Imap")
+            .field("submitted", &self.submitted)
+            .field("delivered", &self.delivered)
+            .field("window", &self.window)
+            .field("input_done", &self.input.is_none())
+            .finish()
+    }
+}
+
 impl<'p, B, F, I, R> Imap<'p, B, F, I, R>
 where
     B: Runs<F, (I::Item,)>,

@@ -79,7 +79,7 @@
 //! assert_eq!(outcomes[3].as_ref().ok(), Some(&3)); // the worker lived on
 //! # Ok::<(), fondo::Error>(())
 //! ```
-#![warn(missing_docs)]
+#![warn(missing_docs, missing_debug_implementations)]
 
 mod config;
 pub mod cpu;

@@ -53,6 +53,15 @@ pub struct Batch<Args, R> {
     pub(crate) sink: Arc<dyn Sink<R>>,
 }
 
+impl<Args, R> std::fmt::Debug for Batch<Args, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batch")
+            .field("start", &self.start)
+            .field("len", &self.items.len())
+            .finish()
+    }
+}
+
 impl<Args, R> Batch<Args, R> {
     /// Fails every task of the batch.
     pub(crate) fn fail(&self, error: &Error) {

@@ -99,6 +99,14 @@ pub struct Mpi {
     thread: Mutex<Option<JoinHandle<i32>>>,
 }
 
+impl std::fmt::Debug for Mpi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mpi")
+            .field("workers", &self.shared.workers)
+            .finish()
+    }
+}
+
 /// Set once `Pool::mpi()` has initialized (or tried to initialize) MPI.
 static STARTED: AtomicBool = AtomicBool::new(false);
 

@@ -45,6 +45,23 @@ pub struct Processes {
     supervisors: Mutex<Vec<JoinHandle<()>>>,
 }
 
+impl std::fmt::Debug for Processes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Processes")
+            .field("workers", &self.shared.config.workers)
+            .field(
+                "pids",
+                &self
+                    .shared
+                    .slots
+                    .iter()
+                    .map(|s| s.pid())
+                    .collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
 /// What the pool's supervisor threads and submitters share.
 pub(crate) struct Shared {
     queue: JobQueue<ProcJob>,

@@ -18,6 +18,14 @@ pub struct Threads {
     shared: Arc<Shared>,
 }
 
+impl std::fmt::Debug for Threads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Threads")
+            .field("workers", &self.shared.config.workers)
+            .finish()
+    }
+}
+
 struct Shared {
     queue: JobQueue<Box<dyn ThreadJob>>,
     config: Config,
