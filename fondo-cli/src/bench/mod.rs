@@ -1,8 +1,427 @@
-//! `fondo bench`: the figures of DESIGN.md, measured side by side.
+//! `fondo bench`: the notebook's factorial experiment and DESIGN.md's overhead
+//! figures, measured side by side in one run.
+//!
+//! # What runs
+//!
+//! - **factorial 1000..2000** (num-bigint, the notebook's loop), checked against the
+//!   single-thread answer on every run, on: one Rust thread; `std::thread`s each
+//!   taking one contiguous slice (the notebook's halves split); `Pool::threads(w)`;
+//!   `Pool::processes(w)`; a rayon `ThreadPool` of `w` threads; and CPython
+//!   (`cpython_reference.py`: one thread, two `threading` threads, `Pool(w).map`) —
+//!   for `w` in 1, 2, `cpu_count()` and 2×`cpu_count()`.
+//! - **overheads** of a 2-worker process pool: `apply_async(noop).get()` round trip
+//!   next to a raw socketpair ping-pong (blocking and spinning) measured in the same
+//!   run; `map(noop, 1M)` with automatic chunks; `imap(noop)` with chunksize 1; a
+//!   64 MiB × 8 payload round trip through an identity function on `Vec<u8>` (and on
+//!   a byte-string newtype), next to memcpy bandwidth; pool(2) create + first task +
+//!   close. The same on `Pool::threads(2)` where it applies, for contrast.
+//!
+//! Each figure runs once untimed (warm-up), then `--repeat` times (default 5,
+//! `--quick` 2); medians and minima are reported, and ratios use medians. Pools are
+//! created outside the timed region except for the create-and-close figure.
+//! `--quick` also shrinks the inputs (100k noop tasks, 5k imap tasks, 8 MiB payloads;
+//! in a debug build, all inputs including the factorial range).
+//! CPython runs when `python3` is on the PATH unless `--no-python`.
+//!
+//! # JSON (`--json FILE`)
+//!
+//! ```text
+//! {
+//!   "schema": "fondo-bench/1",
+//!   "fondo_version": "0.1.0",
+//!   "machine": {"cpu_count": 2, "available_parallelism": 2, "os": "linux",
+//!               "arch": "x86_64", "loadavg_at_start": "0.10 0.20 0.30",
+//!               "loadavg_at_end": "…"},
+//!   "quick": false, "repeat": 5, "workers": [1, 2, 4],
+//!   "sizes": {"factorial_range": [1000, 2000], "roundtrip_batch": 2000,
+//!             "noop_tasks": 1000000, "imap_tasks": 50000,
+//!             "payload_bytes": 67108864, "payload_tasks": 8},
+//!   "elapsed_s": 95.2,
+//!   "python": {"status": "ran" | "skipped" | "failed", "reason": "…",
+//!              "version": "3.11.7", "start_method": "fork", "errors": ["…"]},
+//!   "results": [
+//!     {"name": "factorial", "system": "fondo_processes", "workers": 2, "unit": "s",
+//!      "min": 0.06, "median": 0.061, "max": 0.07, "best": 0.06,
+//!      "higher_is_better": false, "samples": [0.06, …]},
+//!     …
+//!   ],
+//!   "goals": [
+//!     {"id": "apply_async_roundtrip", "figure": "…", "goal": "≤ 15 µs",
+//!      "target": 15.0, "at_least": false, "value": 40.2, "unit": "us",
+//!      "met": false, "design_reference": "CPython 226 µs; …"},
+//!     {"id": "factorial_processes_vs_cpython", …, "limit_this_run": 3.4},
+//!     …
+//!   ],
+//!   "errors": [{"name": "…", "system": "…", "workers": 2, "error": "…"}]
+//! }
+//! ```
+//!
+//! `unit` is one of `s`, `ms`, `us` (per operation; lower is better), `tasks_per_s`,
+//! `GB_per_s` (decimal GB; payload figures count bytes sent plus bytes received;
+//! higher is better). `best` is `min` for times and `max` for rates. `workers` is
+//! `null` only where a figure has no worker count. Optional keys are left out when
+//! empty; the load averages (1, 5, 15 min, from `/proc/loadavg`) tell whether
+//! something else ran on the machine meanwhile. Goals are judged on medians; `value`
+//! and `met` are `null` when a figure is missing (e.g. CPython skipped), and
+//! `limit_this_run` is the best value reachable in this run where one exists (for the
+//! factorial against CPython: CPython's Pool(2) time ÷ half the one-thread Rust time).
+//! The `results` entries, by `name` → `system` (workers):
+//!
+//! | name | systems |
+//! |---|---|
+//! | `factorial` | `rust_single` (1); `std_thread_split`, `fondo_threads`, `fondo_processes`, `rayon`, `cpython_pool` (each worker count); `cpython_single` (1); `cpython_threads` (2) |
+//! | `apply_async_roundtrip` (us) | `fondo_processes`, `fondo_threads`, `cpython` (2) |
+//! | `socketpair_pingpong_blocking`, `socketpair_pingpong_spinning` (us) | `std_unixstream` (2) |
+//! | `map_noop`, `imap_noop_chunk1` (tasks_per_s) | `fondo_processes`, `fondo_threads`, `cpython` (2) |
+//! | `payload_roundtrip` (GB_per_s) | `fondo_processes`, `cpython` (2) |
+//! | `payload_roundtrip_bytes` (GB_per_s) | `fondo_processes` (2) |
+//! | `memcpy` (GB_per_s) | `rust` (1) |
+//! | `pool_create_first_close` (ms) | `fondo_processes`, `fondo_threads`, `cpython` (2) |
+//!
+//! The `cpython*` entries are present only when `python.status` is `ran`.
+
+mod factorial;
+mod overhead;
+mod plot;
+mod python;
+mod report;
+mod stats;
+mod table;
 
 use crate::{BenchArgs, CliResult};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use stats::{BoxError, Figure, Unit};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::{Duration, Instant};
+
+/// Input sizes.
+#[derive(Debug, Clone, Serialize)]
+pub struct Sizes {
+    /// `[first, end)` of the factorial range: the notebook's 1000..2000, except in a
+    /// quick run of a debug build (1000..1100), where num-bigint is ~20× slower.
+    pub factorial_range: [u32; 2],
+    /// `apply_async(noop).get()` calls per sample (ping-pong: 4× as many).
+    pub roundtrip_batch: usize,
+    /// Tasks of `map(noop, n)`.
+    pub noop_tasks: usize,
+    /// Tasks of `imap(noop, n)`.
+    pub imap_tasks: usize,
+    /// Bytes of one payload.
+    pub payload_bytes: usize,
+    /// Payloads per round trip.
+    pub payload_tasks: usize,
+}
+
+impl Sizes {
+    /// The CPython script's sizes, so both sides do the same work. A quick run of
+    /// an unoptimised build (the end-to-end test) shrinks everything: its figures
+    /// mean nothing anyway.
+    fn new(quick: bool) -> Sizes {
+        if quick && cfg!(debug_assertions) {
+            return Sizes {
+                factorial_range: [1000, 1100],
+                roundtrip_batch: 100,
+                noop_tasks: 20_000,
+                imap_tasks: 1_000,
+                payload_bytes: 1 << 20,
+                payload_tasks: 8,
+            };
+        }
+        let r = factorial::NOTEBOOK_RANGE;
+        Sizes {
+            factorial_range: [r.start, r.end],
+            roundtrip_batch: if quick { 500 } else { 2_000 },
+            noop_tasks: if quick { 100_000 } else { 1_000_000 },
+            imap_tasks: if quick { 5_000 } else { 50_000 },
+            payload_bytes: if quick { 8 << 20 } else { 64 << 20 },
+            payload_tasks: 8,
+        }
+    }
+}
+
+/// A figure that could not be measured.
+#[derive(Debug, Clone, Serialize)]
+struct Failure {
+    name: String,
+    system: String,
+    workers: Option<usize>,
+    error: String,
+}
+
+/// Runs measurements, ticking the progress bar and collecting figures and failures.
+pub struct Runner {
+    pb: ProgressBar,
+    /// Timed samples per figure.
+    pub repeat: usize,
+    figures: Vec<Figure>,
+    failures: Vec<Failure>,
+}
+
+impl Runner {
+    /// Measures one figure: `body` sets up, warms up and returns the samples.
+    pub fn step(
+        &mut self,
+        name: &str,
+        system: &str,
+        workers: Option<usize>,
+        unit: Unit,
+        body: impl FnOnce() -> Result<Vec<f64>, BoxError>,
+    ) {
+        let w = workers.map_or_else(String::new, |w| format!(" ×{w}"));
+        self.pb.set_message(format!("{name}: {system}{w}"));
+        let outcome = match catch_unwind(AssertUnwindSafe(body)) {
+            Ok(Ok(samples)) if samples.is_empty() => Err("no samples".to_string()),
+            Ok(Ok(samples)) if samples.iter().any(|s| !s.is_finite() || *s <= 0.0) => {
+                Err(format!("a sample is not a positive number: {samples:?}"))
+            }
+            Ok(Ok(samples)) => Ok(samples),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(p) => Err(p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "panicked".into())),
+        };
+        match outcome {
+            Ok(samples) => {
+                self.figures
+                    .push(Figure::new(name, system, workers, unit, samples));
+            }
+            Err(error) => {
+                self.pb.suspend(|| {
+                    eprintln!("fondo bench: {name} on {system}{w} failed: {error}");
+                });
+                self.failures.push(Failure {
+                    name: name.into(),
+                    system: system.into(),
+                    workers,
+                    error,
+                });
+            }
+        }
+        self.pb.inc(1);
+    }
+}
+
+#[derive(Serialize)]
+struct Machine {
+    cpu_count: usize,
+    available_parallelism: usize,
+    os: &'static str,
+    arch: &'static str,
+    loadavg_at_start: Option<String>,
+    loadavg_at_end: Option<String>,
+}
+
+#[derive(Serialize)]
+struct JsonReport<'a> {
+    schema: &'static str,
+    fondo_version: &'static str,
+    machine: Machine,
+    quick: bool,
+    repeat: usize,
+    workers: &'a [usize],
+    sizes: &'a Sizes,
+    elapsed_s: f64,
+    python: &'a python::PythonRun,
+    results: &'a [Figure],
+    goals: &'a [report::Goal],
+    #[serde(skip_serializing_if = "<[Failure]>::is_empty")]
+    errors: &'a [Failure],
+}
+
+/// 1, 2, cpu_count and 2×cpu_count, sorted, without repeats.
+fn worker_counts(cpus: usize) -> Vec<usize> {
+    let mut w = vec![1, 2, cpus.max(1), 2 * cpus.max(1)];
+    w.sort_unstable();
+    w.dedup();
+    w
+}
+
+fn loadavg() -> Option<String> {
+    let s = std::fs::read_to_string("/proc/loadavg").ok()?;
+    Some(s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+}
 
 /// Runs the benchmarks.
-pub fn run(_args: &BenchArgs) -> CliResult {
-    Err("bench not written yet".into())
+pub fn run(args: &BenchArgs) -> CliResult {
+    let repeat = args.repeat.unwrap_or(if args.quick { 2 } else { 5 });
+    if repeat == 0 {
+        return Err("--repeat must be at least 1".into());
+    }
+    if args.mpi {
+        eprintln!("fondo bench: --mpi: the MPI backend has no figures yet; measuring the rest");
+    }
+    let cpus = fondo::cpu_count();
+    let workers = worker_counts(cpus);
+    let sizes = Sizes::new(args.quick);
+    let loadavg_at_start = loadavg();
+    if cfg!(debug_assertions) {
+        eprintln!(
+            "fondo bench: this is an unoptimised build: its figures say nothing about fondo; \
+             use `cargo run --release -- bench`"
+        );
+    }
+    let skip_python = if args.no_python {
+        Some("--no-python given")
+    } else if !python::available() {
+        Some("python3 not found on the PATH")
+    } else {
+        None
+    };
+    let mut total = factorial::steps(&workers) + overhead::STEPS;
+    if skip_python.is_none() {
+        total += python::steps(&workers);
+    }
+    let pb = ProgressBar::new(total);
+    pb.set_style(
+        ProgressStyle::with_template(
+            "{spinner:.green} {elapsed:>4} [{bar:30.cyan/blue}] {pos:>2}/{len} {wide_msg}",
+        )
+        .map_err(|e| e.to_string())?
+        .progress_chars("=> "),
+    );
+    pb.enable_steady_tick(Duration::from_millis(250));
+
+    let started = Instant::now();
+    let mut runner = Runner {
+        pb: pb.clone(),
+        repeat,
+        figures: Vec::new(),
+        failures: Vec::new(),
+    };
+    let [lo, hi] = sizes.factorial_range;
+    factorial::run(&mut runner, &workers, lo..hi);
+    overhead::run(&mut runner, &sizes);
+    let python_run = match skip_python {
+        Some(reason) => python::PythonRun::skipped(reason),
+        None => {
+            pb.set_message("CPython reference: starting python3");
+            let (run, figures) = python::run(args.quick, repeat, &workers, &pb);
+            runner.figures.extend(figures);
+            run
+        }
+    };
+    pb.finish_and_clear();
+    let elapsed = started.elapsed().as_secs_f64();
+    let Runner {
+        figures, failures, ..
+    } = runner;
+
+    let f = report::Figures(&figures);
+    let goals = report::goals(&f);
+    let py = match (python_run.status, &python_run.version) {
+        ("ran", Some(v)) => format!(
+            "CPython {v} ({} start)",
+            python_run.start_method.as_deref().unwrap_or("?")
+        ),
+        _ => format!(
+            "CPython {}: {}",
+            python_run.status,
+            python_run.reason.as_deref().unwrap_or("")
+        ),
+    };
+    println!(
+        "fondo bench — {cpus} CPUs, workers {}, {} runs each after a warm-up{}; {py}; {elapsed:.0} s",
+        workers
+            .iter()
+            .map(usize::to_string)
+            .collect::<Vec<_>>()
+            .join("/"),
+        repeat,
+        if args.quick { ", quick" } else { "" },
+    );
+    println!();
+    println!("factorial {lo}..{hi} (num-bigint, the notebook's loop), seconds per run");
+    print!("{}", report::factorial_table(&f, &workers).render());
+    println!(
+        "speed-up: Rust one-thread median ÷ this median. vs CPython: CPython Pool(same workers).map \
+         median ÷ this (for one thread: CPython's one thread) — how many times faster."
+    );
+    println!();
+    println!("process pool overheads, 2 workers");
+    print!("{}", report::overhead_table(&f, &sizes, &goals).render());
+    println!(
+        "vs CPython: how many times better than CPython multiprocessing in this run. \
+         GB/s count bytes sent plus received."
+    );
+    println!();
+    println!("DESIGN.md goals, on this run's medians");
+    print!("{}", report::goals_table(&goals).render());
+    let met = goals.iter().filter(|g| g.met == Some(true)).count();
+    let judged = goals.iter().filter(|g| g.met.is_some()).count();
+    println!("{met} of {judged} goals met");
+    if python_run.status != "ran" {
+        println!(
+            "CPython reference {}: {}",
+            python_run.status,
+            python_run.reason.as_deref().unwrap_or("")
+        );
+    }
+    for e in &python_run.errors {
+        println!("CPython figure failed: {e}");
+    }
+    for e in &failures {
+        println!(
+            "failed: {} on {} ({:?} workers): {}",
+            e.name, e.system, e.workers, e.error
+        );
+    }
+
+    if let Some(path) = &args.json {
+        let report = JsonReport {
+            schema: "fondo-bench/1",
+            fondo_version: env!("CARGO_PKG_VERSION"),
+            machine: Machine {
+                cpu_count: cpus,
+                available_parallelism: std::thread::available_parallelism().map_or(1, |n| n.get()),
+                os: std::env::consts::OS,
+                arch: std::env::consts::ARCH,
+                loadavg_at_start,
+                loadavg_at_end: loadavg(),
+            },
+            quick: args.quick,
+            repeat,
+            workers: &workers,
+            sizes: &sizes,
+            elapsed_s: elapsed,
+            python: &python_run,
+            results: &figures,
+            goals: &goals,
+            errors: &failures,
+        };
+        let text = serde_json::to_string_pretty(&report)?;
+        std::fs::write(path, text + "\n").map_err(|e| format!("{}: {e}", path.display()))?;
+        println!("figures written to {}", path.display());
+    }
+    if let Some(path) = &args.plot {
+        let note = format!(
+            "median of {repeat}{}",
+            match &python_run.version {
+                Some(v) => format!(", CPython {v}"),
+                None => String::new(),
+            }
+        );
+        plot::draw(path, &f, &workers, cpus, &format!("{lo}..{hi}"), &note)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        println!("plot written to {}", path.display());
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{} figure(s) could not be measured", failures.len()).into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn worker_counts_are_the_notebooks() {
+        assert_eq!(worker_counts(2), [1, 2, 4]);
+        assert_eq!(worker_counts(1), [1, 2]);
+        assert_eq!(worker_counts(8), [1, 2, 8, 16]);
+    }
 }

@@ -1,0 +1,444 @@
+//! What `fondo bench` prints: the factorial table, the overhead table, and every
+//! figure against DESIGN.md's goals.
+
+use super::Sizes;
+use super::factorial::SYSTEMS;
+use super::stats::{Figure, Unit};
+use super::table::Table;
+use serde::Serialize;
+
+/// Looks figures up by (name, system, workers).
+pub struct Figures<'a>(pub &'a [Figure]);
+
+impl<'a> Figures<'a> {
+    pub fn get(&self, name: &str, system: &str, workers: Option<usize>) -> Option<&'a Figure> {
+        self.0
+            .iter()
+            .find(|f| f.name == name && f.system == system && f.workers == workers)
+    }
+
+    fn median(&self, name: &str, system: &str, workers: Option<usize>) -> Option<f64> {
+        self.get(name, system, workers).map(|f| f.median)
+    }
+
+    /// Median seconds of the factorial run on `system` with `w` workers.
+    pub fn factorial(&self, system: &str, w: usize) -> Option<f64> {
+        self.median("factorial", system, Some(w))
+    }
+}
+
+/// One of DESIGN.md's goals, judged on this run's medians.
+#[derive(Debug, Clone, Serialize)]
+pub struct Goal {
+    /// Stable identifier.
+    pub id: &'static str,
+    /// What is compared.
+    pub figure: String,
+    /// The goal as DESIGN.md (or issue 8) states it.
+    pub goal: String,
+    /// The threshold, in `unit`.
+    pub target: f64,
+    /// True when the value must be at least the target, false when at most.
+    pub at_least: bool,
+    /// This run's value (median-based); `null` when not measured.
+    pub value: Option<f64>,
+    /// `x` for ratios, else the figure's unit.
+    pub unit: &'static str,
+    /// Whether the goal is met; `null` when not measured.
+    pub met: Option<bool>,
+    /// DESIGN.md's CPython figure and floor, for context.
+    pub design_reference: &'static str,
+    /// The best value reachable in this run, where the goal has one: for the
+    /// factorial against CPython, CPython's Pool(2) time ÷ (one Rust thread ÷ 2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit_this_run: Option<f64>,
+}
+
+fn unit_id(u: Unit) -> &'static str {
+    match u {
+        Unit::Seconds => "s",
+        Unit::Millis => "ms",
+        Unit::Micros => "us",
+        Unit::TasksPerSec => "tasks_per_s",
+        Unit::GbPerSec => "GB_per_s",
+    }
+}
+
+/// Judges every goal of DESIGN.md's "Figures to beat" on this run.
+pub fn goals(f: &Figures) -> Vec<Goal> {
+    let ratio = |a: Option<f64>, b: Option<f64>| Some(a? / b?);
+    let single = f.factorial("rust_single", 1);
+    let mk =
+        |id, figure: &str, target: f64, at_least, value: Option<f64>, unit, goal: &str, r| Goal {
+            id,
+            figure: figure.into(),
+            goal: goal.into(),
+            target,
+            at_least,
+            value,
+            unit,
+            met: value.map(|v| if at_least { v >= target } else { v <= target }),
+            design_reference: r,
+            limit_this_run: None,
+        };
+    let proc = |name| f.median(name, "fondo_processes", Some(2));
+    let mut goals = vec![
+        mk(
+            "factorial_threads_speedup",
+            "threads(2) factorial speed-up",
+            1.9,
+            true,
+            ratio(single, f.factorial("fondo_threads", 2)),
+            "x",
+            "≥ 1.9×",
+            "rayon 1.97×; halves 1.47×",
+        ),
+        mk(
+            "factorial_threads_vs_rayon",
+            "threads(2) ÷ rayon(2) time",
+            1.03,
+            false,
+            ratio(f.factorial("fondo_threads", 2), f.factorial("rayon", 2)),
+            "x",
+            "≤ 1.03×",
+            "rayon 1.97×",
+        ),
+        mk(
+            "factorial_processes_speedup",
+            "processes(2) factorial speed-up",
+            1.85,
+            true,
+            ratio(single, f.factorial("fondo_processes", 2)),
+            "x",
+            "≥ 1.85×",
+            "floor: single ÷ 2",
+        ),
+        mk(
+            "factorial_processes_vs_cpython",
+            "CPython Pool(2) ÷ processes(2) time",
+            3.9,
+            true,
+            ratio(
+                f.factorial("cpython_pool", 2),
+                f.factorial("fondo_processes", 2),
+            ),
+            "x",
+            "≥ 3.9×",
+            "limit ≈ 4.1×",
+        ),
+        mk(
+            "apply_async_roundtrip",
+            "apply_async(noop).get() round trip",
+            15.0,
+            false,
+            proc("apply_async_roundtrip"),
+            "us",
+            "≤ 15 µs",
+            "CPython 226 µs; ping-pong 42/4 µs",
+        ),
+        mk(
+            "apply_async_vs_pingpong",
+            "round trip ÷ blocking ping-pong",
+            3.0,
+            false,
+            ratio(
+                proc("apply_async_roundtrip"),
+                f.median("socketpair_pingpong_blocking", "std_unixstream", Some(2)),
+            ),
+            "x",
+            "≤ 3× (issue 8)",
+            "",
+        ),
+        mk(
+            "map_noop",
+            "map(noop) auto chunks",
+            20e6,
+            true,
+            proc("map_noop"),
+            unit_id(Unit::TasksPerSec),
+            "≥ 20 M/s",
+            "CPython 4.0 M/s",
+        ),
+        mk(
+            "imap_noop_chunk1",
+            "imap(noop) chunksize 1",
+            300e3,
+            true,
+            proc("imap_noop_chunk1"),
+            unit_id(Unit::TasksPerSec),
+            "≥ 300 k/s",
+            "CPython 47 k/s",
+        ),
+        mk(
+            "payload_roundtrip",
+            "payload × 8 round trip",
+            3.0,
+            true,
+            proc("payload_roundtrip"),
+            unit_id(Unit::GbPerSec),
+            "≥ 3 GB/s",
+            "CPython 0.23 GB/s; memcpy 11",
+        ),
+        mk(
+            "pool_create_first_close",
+            "pool(2) create + first + close",
+            10.0,
+            false,
+            proc("pool_create_first_close"),
+            unit_id(Unit::Millis),
+            "≤ 10 ms",
+            "CPython 44 ms",
+        ),
+    ];
+    let limit = ratio(f.factorial("cpython_pool", 2), single.map(|s| s / 2.0));
+    for g in &mut goals {
+        if g.id == "factorial_processes_vs_cpython" {
+            g.limit_this_run = limit;
+        }
+    }
+    goals
+}
+
+fn mark(met: Option<bool>) -> String {
+    match met {
+        Some(true) => "✓",
+        Some(false) => "✗",
+        None => "–",
+    }
+    .into()
+}
+
+fn times(x: f64) -> String {
+    if x >= 10.0 {
+        format!("{x:.1}×")
+    } else {
+        format!("{x:.2}×")
+    }
+}
+
+/// How many times better `ours` is than `theirs` (>1: ours is better).
+fn better(ours: &Figure, theirs: Option<&Figure>) -> String {
+    theirs.map_or_else(String::new, |t| {
+        times(if ours.higher_is_better {
+            ours.median / t.median
+        } else {
+            t.median / ours.median
+        })
+    })
+}
+
+/// The factorial experiment, every system at every worker count.
+pub fn factorial_table(f: &Figures, workers: &[usize]) -> Table {
+    let mut t = Table::new(&[
+        "system",
+        ">workers",
+        ">median",
+        ">best",
+        ">speed-up",
+        ">vs CPython",
+    ]);
+    let single = f.get("factorial", "rust_single", Some(1));
+    let cpython_single = f.get("factorial", "cpython_single", Some(1));
+    let speedup = |x: &Figure| single.map_or_else(String::new, |s| times(s.median / x.median));
+    let mut row = |label: &str, w: usize, x: &Figure, cpy: Option<&Figure>| {
+        t.row(vec![
+            label.into(),
+            w.to_string(),
+            x.unit.format(x.median),
+            x.unit.format(x.best),
+            speedup(x),
+            better(x, cpy),
+        ]);
+    };
+    for (system, label) in SYSTEMS {
+        let ws: &[usize] = if system == "rust_single" {
+            &[1]
+        } else {
+            workers
+        };
+        for &w in ws {
+            if let Some(x) = f.get("factorial", system, Some(w)) {
+                let cpy = if system == "rust_single" {
+                    cpython_single
+                } else {
+                    f.get("factorial", "cpython_pool", Some(w))
+                };
+                row(label, w, x, cpy);
+            }
+        }
+    }
+    for (system, label) in [
+        ("cpython_single", "CPython, one thread"),
+        ("cpython_threads", "CPython threading"),
+        ("cpython_pool", "CPython Pool.map"),
+    ] {
+        let ws: Vec<usize> = match system {
+            "cpython_pool" => workers.to_vec(),
+            "cpython_threads" => vec![2],
+            _ => vec![1],
+        };
+        for w in ws {
+            if let Some(x) = f.get("factorial", system, Some(w)) {
+                row(label, w, x, None);
+            }
+        }
+    }
+    t
+}
+
+fn count(n: usize) -> String {
+    match n {
+        n if n >= 1_000_000 && n % 1_000_000 == 0 => format!("{}M", n / 1_000_000),
+        n if n >= 1_000 && n % 1_000 == 0 => format!("{}k", n / 1_000),
+        n => n.to_string(),
+    }
+}
+
+/// The overhead figures of the process pool, with the floors and CPython beside them.
+pub fn overhead_table(f: &Figures, sizes: &Sizes, goals: &[Goal]) -> Table {
+    let mut t = Table::new(&[
+        "figure",
+        ">median",
+        ">best",
+        ">CPython",
+        ">vs CPython",
+        ">goal",
+        "",
+    ]);
+    let goal = |id: &str| goals.iter().find(|g| g.id == id);
+    let mib = sizes.payload_bytes >> 20;
+    let rows: [(&str, &str, &str, Option<&str>); 13] = [
+        (
+            "apply_async(noop).get() round trip",
+            "apply_async_roundtrip",
+            "fondo_processes",
+            Some("apply_async_roundtrip"),
+        ),
+        (
+            "  the same on fondo threads",
+            "apply_async_roundtrip",
+            "fondo_threads",
+            None,
+        ),
+        (
+            "  socketpair ping-pong, blocking",
+            "socketpair_pingpong_blocking",
+            "std_unixstream",
+            None,
+        ),
+        (
+            "  socketpair ping-pong, spinning",
+            "socketpair_pingpong_spinning",
+            "std_unixstream",
+            None,
+        ),
+        ("MAP", "map_noop", "fondo_processes", Some("map_noop")),
+        (
+            "  the same on fondo threads",
+            "map_noop",
+            "fondo_threads",
+            None,
+        ),
+        (
+            "imap(noop), chunksize 1",
+            "imap_noop_chunk1",
+            "fondo_processes",
+            Some("imap_noop_chunk1"),
+        ),
+        (
+            "  the same on fondo threads",
+            "imap_noop_chunk1",
+            "fondo_threads",
+            None,
+        ),
+        (
+            "PAYLOAD",
+            "payload_roundtrip",
+            "fondo_processes",
+            Some("payload_roundtrip"),
+        ),
+        (
+            "  the same, serialize_bytes newtype",
+            "payload_roundtrip_bytes",
+            "fondo_processes",
+            None,
+        ),
+        ("  memcpy, one thread", "memcpy", "rust", None),
+        (
+            "pool(2) create + first task + close",
+            "pool_create_first_close",
+            "fondo_processes",
+            Some("pool_create_first_close"),
+        ),
+        (
+            "  the same on fondo threads",
+            "pool_create_first_close",
+            "fondo_threads",
+            None,
+        ),
+    ];
+    let map_label = format!("map(noop, {}), auto chunks", count(sizes.noop_tasks));
+    let payload_label = format!("{mib} MiB × {} payload round trip", sizes.payload_tasks);
+    for (label, name, system, goal_id) in rows {
+        let label = match label {
+            "MAP" => map_label.as_str(),
+            "PAYLOAD" => payload_label.as_str(),
+            l => l,
+        };
+        let workers = if system == "rust" { Some(1) } else { Some(2) };
+        let Some(x) = f.get(name, system, workers) else {
+            continue;
+        };
+        if label.starts_with(|c: char| c != ' ') && !t.is_empty() {
+            t.gap();
+        }
+        let cpython = goal_id.and_then(|_| f.get(name, "cpython", Some(2)));
+        let g = goal_id.and_then(goal);
+        t.row(vec![
+            label.into(),
+            x.unit.format(x.median),
+            x.unit.format(x.best),
+            cpython.map_or_else(String::new, |c| c.unit.format(c.median)),
+            better(x, cpython),
+            g.map_or_else(String::new, |g| g.goal.clone()),
+            g.map_or_else(String::new, |g| mark(g.met)),
+        ]);
+    }
+    t
+}
+
+/// Every goal with this run's value.
+pub fn goals_table(goals: &[Goal]) -> Table {
+    let mut t = Table::new(&[
+        "goal (fondo processes unless said)",
+        ">measured",
+        ">goal",
+        "",
+        "DESIGN.md",
+    ]);
+    for g in goals {
+        let value = g.value.map_or_else(
+            || "not measured".to_string(),
+            |v| match g.unit {
+                "x" => times(v),
+                "us" => Unit::Micros.format(v),
+                "ms" => Unit::Millis.format(v),
+                "tasks_per_s" => Unit::TasksPerSec.format(v),
+                "GB_per_s" => Unit::GbPerSec.format(v),
+                _ => format!("{v}"),
+            },
+        );
+        let reference = match g.limit_this_run {
+            Some(l) => format!("{} (this run: {})", g.design_reference, times(l)),
+            None => g.design_reference.into(),
+        };
+        t.row(vec![
+            g.figure.clone(),
+            value,
+            g.goal.clone(),
+            mark(g.met),
+            reference,
+        ]);
+    }
+    t
+}

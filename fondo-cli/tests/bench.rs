@@ -1,0 +1,169 @@
+//! `fondo bench --quick --no-python --json FILE` runs to the end and writes every
+//! figure in the documented shape. No timing is asserted: benchmarks measure, tests
+//! check behaviour.
+
+use serde_json::Value;
+use std::process::Command;
+
+/// (name, system, workers) of every figure a run without CPython must contain;
+/// `None` workers means "one entry per worker count of the run".
+const EXPECTED: &[(&str, &str, Option<u64>)] = &[
+    ("factorial", "rust_single", Some(1)),
+    ("factorial", "std_thread_split", None),
+    ("factorial", "fondo_threads", None),
+    ("factorial", "fondo_processes", None),
+    ("factorial", "rayon", None),
+    ("apply_async_roundtrip", "fondo_processes", Some(2)),
+    ("apply_async_roundtrip", "fondo_threads", Some(2)),
+    ("socketpair_pingpong_blocking", "std_unixstream", Some(2)),
+    ("socketpair_pingpong_spinning", "std_unixstream", Some(2)),
+    ("map_noop", "fondo_processes", Some(2)),
+    ("map_noop", "fondo_threads", Some(2)),
+    ("imap_noop_chunk1", "fondo_processes", Some(2)),
+    ("imap_noop_chunk1", "fondo_threads", Some(2)),
+    ("payload_roundtrip", "fondo_processes", Some(2)),
+    ("payload_roundtrip_bytes", "fondo_processes", Some(2)),
+    ("memcpy", "rust", Some(1)),
+    ("pool_create_first_close", "fondo_processes", Some(2)),
+    ("pool_create_first_close", "fondo_threads", Some(2)),
+];
+
+const GOALS: &[&str] = &[
+    "factorial_threads_speedup",
+    "factorial_threads_vs_rayon",
+    "factorial_processes_speedup",
+    "factorial_processes_vs_cpython",
+    "apply_async_roundtrip",
+    "apply_async_vs_pingpong",
+    "map_noop",
+    "imap_noop_chunk1",
+    "payload_roundtrip",
+    "pool_create_first_close",
+];
+
+fn positive(v: &Value, what: &str) -> f64 {
+    let x = v
+        .as_f64()
+        .unwrap_or_else(|| panic!("{what} is not a number: {v}"));
+    assert!(
+        x.is_finite() && x > 0.0,
+        "{what} is not finite and positive: {x}"
+    );
+    x
+}
+
+#[test]
+fn quick_bench_writes_every_figure() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let json_path = dir.join(format!("bench-{}.json", std::process::id()));
+    let svg_path = dir.join(format!("bench-{}.svg", std::process::id()));
+    let out = Command::new(env!("CARGO_BIN_EXE_fondo"))
+        .args(["bench", "--quick", "--no-python", "--json"])
+        .arg(&json_path)
+        .arg("--plot")
+        .arg(&svg_path)
+        .output()
+        .expect("run fondo bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "fondo bench failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    for heading in [
+        "factorial 1000..",
+        "process pool overheads",
+        "DESIGN.md goals",
+    ] {
+        assert!(stdout.contains(heading), "no {heading:?} in:\n{stdout}");
+    }
+    assert!(stdout.contains("CPython reference skipped"), "{stdout}");
+
+    let text = std::fs::read_to_string(&json_path).expect("read the JSON");
+    let json: Value = serde_json::from_str(&text).expect("valid JSON");
+    let _ = std::fs::remove_file(&json_path);
+    assert_eq!(json["schema"], "fondo-bench/1");
+    assert_eq!(json["quick"], true);
+    assert_eq!(json["python"]["status"], "skipped");
+    assert!(json.get("errors").is_none(), "errors: {}", json["errors"]);
+    let repeat = json["repeat"].as_u64().expect("repeat");
+    assert_eq!(repeat, 2);
+    positive(&json["machine"]["cpu_count"], "cpu_count");
+    positive(&json["elapsed_s"], "elapsed_s");
+    for key in [
+        "roundtrip_batch",
+        "noop_tasks",
+        "imap_tasks",
+        "payload_bytes",
+    ] {
+        positive(&json["sizes"][key], key);
+    }
+    let workers: Vec<u64> = json["workers"]
+        .as_array()
+        .expect("workers")
+        .iter()
+        .map(|w| w.as_u64().expect("worker count"))
+        .collect();
+    assert!(workers.contains(&1) && workers.contains(&2), "{workers:?}");
+
+    let results = json["results"].as_array().expect("results");
+    for r in results {
+        let name = r["name"].as_str().expect("name");
+        assert!(r["system"].is_string(), "{r}");
+        let unit = r["unit"].as_str().expect("unit");
+        assert!(
+            ["s", "ms", "us", "tasks_per_s", "GB_per_s"].contains(&unit),
+            "{name}: unit {unit}"
+        );
+        let higher = r["higher_is_better"].as_bool().expect("higher_is_better");
+        assert_eq!(higher, unit.ends_with("per_s"), "{name}");
+        let samples = r["samples"].as_array().expect("samples");
+        assert_eq!(samples.len() as u64, repeat, "{name}");
+        let samples: Vec<f64> = samples.iter().map(|s| positive(s, name)).collect();
+        let (min, median, max, best) = (
+            positive(&r["min"], name),
+            positive(&r["median"], name),
+            positive(&r["max"], name),
+            positive(&r["best"], name),
+        );
+        assert!(min <= median && median <= max, "{r}");
+        assert_eq!(best, if higher { max } else { min }, "{name}");
+        assert!(samples.iter().all(|&s| min <= s && s <= max), "{r}");
+    }
+    let has = |name: &str, system: &str, w: u64| {
+        results
+            .iter()
+            .any(|r| r["name"] == name && r["system"] == system && r["workers"].as_u64() == Some(w))
+    };
+    for &(name, system, w) in EXPECTED {
+        let ws = w.map_or_else(|| workers.clone(), |w| vec![w]);
+        for w in ws {
+            assert!(
+                has(name, system, w),
+                "missing {name} / {system} / {w} workers"
+            );
+        }
+    }
+
+    let goals = json["goals"].as_array().expect("goals");
+    for id in GOALS {
+        let g = goals
+            .iter()
+            .find(|g| g["id"] == *id)
+            .unwrap_or_else(|| panic!("goal {id} missing"));
+        positive(&g["target"], id);
+        assert!(g["at_least"].is_boolean() && g["goal"].is_string(), "{g}");
+        if *id == "factorial_processes_vs_cpython" {
+            // Needs CPython, which this run skipped.
+            assert!(g["value"].is_null() && g["met"].is_null(), "{g}");
+        } else {
+            positive(&g["value"], id);
+            assert!(g["met"].is_boolean(), "{g}");
+        }
+    }
+
+    let svg = std::fs::read_to_string(&svg_path).expect("read the SVG");
+    let _ = std::fs::remove_file(&svg_path);
+    assert!(svg.starts_with("<svg") && svg.contains("fondo Pool::processes"));
+}
