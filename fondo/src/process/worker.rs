@@ -15,6 +15,11 @@ use std::panic::catch_unwind;
 
 /// Runs before `main` in every process of an executable linking fondo; returns at
 /// once unless this process was started as a worker, which then never reaches `main`.
+///
+/// `unsafe` because ctor requires it of constructors: the C runtime calls this once,
+/// before `main`, on the only thread. It uses nothing std initialises lazily in
+/// `main` (glibc hands constructors argv and the environment), which is why the
+/// threads, sockets and `catch_unwind` of a worker work here.
 #[ctor::ctor]
 unsafe fn divert_worker() {
     let Some(spec) = std::env::var_os(WORKER_ENV) else {
