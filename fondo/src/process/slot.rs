@@ -304,9 +304,21 @@ impl Slot {
                 }
             }
             let busy = !self.lock().inflight.is_empty();
-            if busy && spin.again() {
-                // A result is probably microseconds away: spin rather than pay a wake-up.
-                continue;
+            if busy {
+                // A result is probably microseconds away: spin rather than pay a
+                // wake-up — on the progress page, not on `read`, so the spin costs no
+                // syscalls; the worker counts a task finished just before it answers.
+                let (_, seen) = w.progress.counts();
+                let mut answered = false;
+                while spin.again() {
+                    if w.progress.counts().1 != seen {
+                        answered = true;
+                        break;
+                    }
+                }
+                if answered {
+                    continue;
+                }
             }
             spin.reset();
             self.wait_for_events(shared, &w);
