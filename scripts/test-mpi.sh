@@ -44,8 +44,9 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 
 scripts/install-mpi.sh
 
-echo "test-mpi: building (cargo build --release -p fondo --features mpi --examples)"
+echo "test-mpi: building (cargo build --release -p fondo --features mpi --examples; fondo-cli --features mpi)"
 cargo build --release -p fondo --features mpi --examples
+cargo build --release -p fondo-cli --features mpi
 
 target_dir="$(cargo metadata --format-version 1 --no-deps 2>/dev/null \
     | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p' || true)"
@@ -185,6 +186,15 @@ for np in 2 3; do
         verdict "mpi_bench (np=$np)" no "$(exit_why)"
     fi
 done
+
+# 6. `fondo bench --mpi` under mpirun: the command's MPI figures.
+launch "$MPI_TIMEOUT" mpirun $MPIRUN_FLAGS -np 3 "${target_dir:-target}/release/fondo" bench --mpi --quick --no-python
+if [ "$RC" -eq 0 ] && grep -q 'MPI pool overheads' "$LOG"; then
+    sed 's/^/    /' "$LOG"
+    verdict "fondo bench --mpi (np=3)" yes ""
+else
+    verdict "fondo bench --mpi (np=3)" no "$(exit_why)"
+fi
 
 echo "mpi: $passed passed, $failed failed"
 if [ "$failed" -ne 0 ]; then

@@ -62,7 +62,10 @@ pub struct BenchArgs {
     /// Skip the CPython reference even when python3 is present.
     #[arg(long)]
     pub no_python: bool,
-    /// Include the MPI figures (run under mpirun; needs the `mpi` feature).
+    /// Measure only the MPI backend (Pool::mpi()): apply_async round trip, map and
+    /// imap of no-op tasks; the other figures are skipped. Needs a build with the
+    /// `mpi` feature and `mpirun -np N` (N ≥ 2; rank 0 runs the bench, the others
+    /// serve tasks).
     #[arg(long)]
     pub mpi: bool,
 }

@@ -167,3 +167,25 @@ fn quick_bench_writes_every_figure() {
     let _ = std::fs::remove_file(&svg_path);
     assert!(svg.starts_with("<svg") && svg.contains("fondo Pool::processes"));
 }
+
+/// `--mpi` outside `mpirun` (or in a build without the `mpi` feature) fails at once
+/// with a message saying why, instead of measuring anything or hanging.
+#[test]
+fn mpi_without_launcher_or_feature_fails_clearly() {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fondo"));
+    cmd.args(["bench", "--mpi", "--quick", "--no-python"]);
+    for var in ["OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE"] {
+        cmd.env_remove(var);
+    }
+    let out = cmd.output().expect("run fondo bench --mpi");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stdout}\n{stderr}");
+    let why = if cfg!(feature = "mpi") {
+        "MPI launcher"
+    } else {
+        "built without the mpi feature"
+    };
+    assert!(stderr.contains(why), "no {why:?} in:\n{stderr}");
+    assert!(!stdout.contains("factorial"), "measured anyway:\n{stdout}");
+}

@@ -79,14 +79,23 @@
 //! | `pool_create_first_close` (ms) | `fondo_processes`, `fondo_threads`, `cpython` (2) |
 //!
 //! The `cpython*` entries are present only when `python.status` is `ran`.
+//!
+//! # MPI (`--mpi`)
+//!
+//! `fondo bench --mpi`, built with the `mpi` feature and started by `mpirun -np N`
+//! (N ≥ 2), measures only the MPI backend (`Pool::mpi()`: rank 0 runs the bench,
+//! ranks 1..N serve tasks): `apply_async_roundtrip` (us), `map_noop` and
+//! `imap_noop_chunk1` (tasks_per_s), system `fondo_mpi`, workers N − 1, with the
+//! sizes above. Its JSON has the same shape, with only those results, `workers:
+//! [N − 1]`, no goals and `python.status` `skipped`.
 
 mod factorial;
+mod mpi;
 mod overhead;
 mod plot;
 mod python;
 mod report;
 mod stats;
-mod table;
 
 use crate::{BenchArgs, CliResult};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -244,25 +253,82 @@ fn loadavg() -> Option<String> {
     Some(s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
 }
 
-/// Runs the benchmarks.
-pub fn run(args: &BenchArgs) -> CliResult {
+/// `--repeat`, or its default: 5, 2 with `--quick`.
+fn repeat(args: &BenchArgs) -> Result<usize, Box<dyn std::error::Error>> {
     let repeat = args.repeat.unwrap_or(if args.quick { 2 } else { 5 });
     if repeat == 0 {
         return Err("--repeat must be at least 1".into());
     }
-    if args.mpi {
-        eprintln!("fondo bench: --mpi: the MPI backend has no figures yet; measuring the rest");
-    }
-    let cpus = fondo::cpu_count();
-    let workers = worker_counts(cpus);
-    let sizes = Sizes::new(args.quick);
-    let loadavg_at_start = loadavg();
+    Ok(repeat)
+}
+
+fn warn_if_debug() {
     if cfg!(debug_assertions) {
         eprintln!(
             "fondo bench: this is an unoptimised build: its figures say nothing about fondo; \
              use `cargo run --release -- bench`"
         );
     }
+}
+
+/// The progress bar, `total` steps long, ticking.
+fn progress_bar(total: u64) -> Result<ProgressBar, Box<dyn std::error::Error>> {
+    let pb = ProgressBar::new(total);
+    pb.set_style(
+        ProgressStyle::with_template(
+            "{spinner:.green} {elapsed:>4} [{bar:30.cyan/blue}] {pos:>2}/{len} {wide_msg}",
+        )
+        .map_err(|e| e.to_string())?
+        .progress_chars("=> "),
+    );
+    pb.enable_steady_tick(Duration::from_millis(250));
+    Ok(pb)
+}
+
+impl Machine {
+    fn now(cpus: usize, loadavg_at_start: Option<String>) -> Machine {
+        Machine {
+            cpu_count: cpus,
+            available_parallelism: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            os: std::env::consts::OS,
+            arch: std::env::consts::ARCH,
+            loadavg_at_start,
+            loadavg_at_end: loadavg(),
+        }
+    }
+}
+
+/// Writes `report` as pretty JSON to `path`.
+fn write_json(path: &std::path::Path, report: &JsonReport) -> CliResult {
+    let text = serde_json::to_string_pretty(report)?;
+    std::fs::write(path, text + "\n").map_err(|e| format!("{}: {e}", path.display()))?;
+    println!("figures written to {}", path.display());
+    Ok(())
+}
+
+/// Prints the figures that could not be measured.
+fn print_failures(failures: &[Failure]) {
+    for e in failures {
+        println!(
+            "failed: {} on {} ({:?} workers): {}",
+            e.name, e.system, e.workers, e.error
+        );
+    }
+}
+
+/// Runs the benchmarks.
+pub fn run(args: &BenchArgs) -> CliResult {
+    if args.mpi {
+        // Pool::mpi() comes before any other work: on ranks ≥ 1 it serves tasks
+        // and never returns.
+        return mpi::run(args);
+    }
+    let repeat = repeat(args)?;
+    let cpus = fondo::cpu_count();
+    let workers = worker_counts(cpus);
+    let sizes = Sizes::new(args.quick);
+    let loadavg_at_start = loadavg();
+    warn_if_debug();
     let skip_python = if args.no_python {
         Some("--no-python given")
     } else if !python::available() {
@@ -274,15 +340,7 @@ pub fn run(args: &BenchArgs) -> CliResult {
     if skip_python.is_none() {
         total += python::steps(&workers);
     }
-    let pb = ProgressBar::new(total);
-    pb.set_style(
-        ProgressStyle::with_template(
-            "{spinner:.green} {elapsed:>4} [{bar:30.cyan/blue}] {pos:>2}/{len} {wide_msg}",
-        )
-        .map_err(|e| e.to_string())?
-        .progress_chars("=> "),
-    );
-    pb.enable_steady_tick(Duration::from_millis(250));
+    let pb = progress_bar(total)?;
 
     let started = Instant::now();
     let mut runner = Runner {
@@ -334,21 +392,21 @@ pub fn run(args: &BenchArgs) -> CliResult {
     );
     println!();
     println!("factorial {lo}..{hi} (num-bigint, the notebook's loop), seconds per run");
-    print!("{}", report::factorial_table(&f, &workers).render());
+    print!("{}", report::factorial_table(&f, &workers));
     println!(
         "speed-up: Rust one-thread median ÷ this median. vs CPython: CPython Pool(same workers).map \
          median ÷ this (for one thread: CPython's one thread) — how many times faster."
     );
     println!();
     println!("process pool overheads, 2 workers");
-    print!("{}", report::overhead_table(&f, &sizes, &goals).render());
+    print!("{}", report::overhead_table(&f, &sizes, &goals));
     println!(
         "vs CPython: how many times better than CPython multiprocessing in this run. \
          GB/s count bytes sent plus received."
     );
     println!();
     println!("DESIGN.md goals, on this run's medians");
-    print!("{}", report::goals_table(&goals).render());
+    print!("{}", report::goals_table(&goals));
     let met = goals.iter().filter(|g| g.met == Some(true)).count();
     let judged = goals.iter().filter(|g| g.met.is_some()).count();
     println!("{met} of {judged} goals met");
@@ -362,25 +420,13 @@ pub fn run(args: &BenchArgs) -> CliResult {
     for e in &python_run.errors {
         println!("CPython figure failed: {e}");
     }
-    for e in &failures {
-        println!(
-            "failed: {} on {} ({:?} workers): {}",
-            e.name, e.system, e.workers, e.error
-        );
-    }
+    print_failures(&failures);
 
     if let Some(path) = &args.json {
         let report = JsonReport {
             schema: "fondo-bench/1",
             fondo_version: env!("CARGO_PKG_VERSION"),
-            machine: Machine {
-                cpu_count: cpus,
-                available_parallelism: std::thread::available_parallelism().map_or(1, |n| n.get()),
-                os: std::env::consts::OS,
-                arch: std::env::consts::ARCH,
-                loadavg_at_start,
-                loadavg_at_end: loadavg(),
-            },
+            machine: Machine::now(cpus, loadavg_at_start),
             quick: args.quick,
             repeat,
             workers: &workers,
@@ -391,9 +437,7 @@ pub fn run(args: &BenchArgs) -> CliResult {
             goals: &goals,
             errors: &failures,
         };
-        let text = serde_json::to_string_pretty(&report)?;
-        std::fs::write(path, text + "\n").map_err(|e| format!("{}: {e}", path.display()))?;
-        println!("figures written to {}", path.display());
+        write_json(path, &report)?;
     }
     if let Some(path) = &args.plot {
         let note = format!(

@@ -13,10 +13,10 @@ use std::os::unix::net::UnixStream;
 use std::thread::JoinHandle;
 
 /// Python's `noop()`, for `apply_async`.
-fn noop() {}
+pub(super) fn noop() {}
 
 /// Python's `noop(x)`, for `map` and `imap`.
-fn noop1(_x: u32) {}
+pub(super) fn noop1(_x: u32) {}
 
 /// The payload task: gives its argument back.
 fn identity(v: Vec<u8>) -> Vec<u8> {
@@ -73,7 +73,7 @@ impl<'de> Deserialize<'de> for Bytes {
 pub const STEPS: u64 = 13;
 
 /// Mean µs per `apply_async(noop).get()` over `n` sequential round trips.
-fn apply_round_trips<B, F>(pool: &Pool<B>, f: F, n: usize) -> Result<f64, BoxError>
+pub(super) fn apply_round_trips<B, F>(pool: &Pool<B>, f: F, n: usize) -> Result<f64, BoxError>
 where
     B: fondo::Backend + fondo::Runs<F, ()>,
     F: fondo::Task<(), Output = ()> + Copy,

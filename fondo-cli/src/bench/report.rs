@@ -4,7 +4,7 @@
 use super::Sizes;
 use super::factorial::SYSTEMS;
 use super::stats::{Figure, Unit};
-use super::table::Table;
+use crate::table::Table;
 use serde::Serialize;
 
 /// Looks figures up by (name, system, workers).
@@ -229,14 +229,16 @@ fn better(ours: &Figure, theirs: Option<&Figure>) -> String {
 
 /// The factorial experiment, every system at every worker count.
 pub fn factorial_table(f: &Figures, workers: &[usize]) -> Table {
-    let mut t = Table::new(&[
-        "system",
+    let mut t = Table::new([
+        "<system",
         ">workers",
         ">median",
         ">best",
         ">speed-up",
         ">vs CPython",
-    ]);
+    ])
+    .indent("")
+    .solid_rule();
     let single = f.get("factorial", "rust_single", Some(1));
     let cpython_single = f.get("factorial", "cpython_single", Some(1));
     let speedup = |x: &Figure| single.map_or_else(String::new, |s| times(s.median / x.median));
@@ -286,7 +288,7 @@ pub fn factorial_table(f: &Figures, workers: &[usize]) -> Table {
     t
 }
 
-fn count(n: usize) -> String {
+pub fn count(n: usize) -> String {
     match n {
         n if n >= 1_000_000 && n % 1_000_000 == 0 => format!("{}M", n / 1_000_000),
         n if n >= 1_000 && n % 1_000 == 0 => format!("{}k", n / 1_000),
@@ -296,15 +298,17 @@ fn count(n: usize) -> String {
 
 /// The overhead figures of the process pool, with the floors and CPython beside them.
 pub fn overhead_table(f: &Figures, sizes: &Sizes, goals: &[Goal]) -> Table {
-    let mut t = Table::new(&[
-        "figure",
+    let mut t = Table::new([
+        "<figure",
         ">median",
         ">best",
         ">CPython",
         ">vs CPython",
         ">goal",
-        "",
-    ]);
+        "<",
+    ])
+    .indent("")
+    .solid_rule();
     let goal = |id: &str| goals.iter().find(|g| g.id == id);
     let mib = sizes.payload_bytes >> 20;
     let rows: [(&str, &str, &str, Option<&str>); 13] = [
@@ -409,13 +413,15 @@ pub fn overhead_table(f: &Figures, sizes: &Sizes, goals: &[Goal]) -> Table {
 
 /// Every goal with this run's value.
 pub fn goals_table(goals: &[Goal]) -> Table {
-    let mut t = Table::new(&[
-        "goal (fondo processes unless said)",
+    let mut t = Table::new([
+        "<goal (fondo processes unless said)",
         ">measured",
         ">goal",
-        "",
-        "DESIGN.md",
-    ]);
+        "<",
+        "<DESIGN.md",
+    ])
+    .indent("")
+    .solid_rule();
     for g in goals {
         let value = g.value.map_or_else(
             || "not measured".to_string(),
