@@ -68,12 +68,7 @@ impl<J> JobQueue<J> {
         match st.phase {
             Phase::Open => {
                 st.jobs.extend(jobs);
-                self.queued.store(st.jobs.len(), Ordering::Release);
-                let wake = st.sleepers > 0;
-                drop(st);
-                if wake {
-                    self.changed.notify_all();
-                }
+                self.publish(st);
                 Ok(())
             }
             Phase::Closed => Err((Error::Closed, jobs.into_iter().collect())),
@@ -148,13 +143,19 @@ impl<J> JobQueue<J> {
             return Err(job);
         }
         st.jobs.push_front(job);
+        self.publish(st);
+        Ok(())
+    }
+
+    /// After jobs were added: updates the lock-free count, unlocks, and wakes the
+    /// workers asleep on the queue, if any.
+    fn publish(&self, st: MutexGuard<'_, QueueState<J>>) {
         self.queued.store(st.jobs.len(), Ordering::Release);
         let wake = st.sleepers > 0;
         drop(st);
         if wake {
             self.changed.notify_all();
         }
-        Ok(())
     }
 
     /// The current phase.
