@@ -53,10 +53,10 @@ where
         let backend = pool.backend();
         // Python's imap default chunksize is 1; map's auto rule needs the length,
         // which a lazy iterator does not have.
-        let chunk = backend.chunksize().unwrap_or(1);
+        let shape = backend.shape();
+        let chunk = shape.chunksize.unwrap_or(1);
         // Enough tasks to keep every worker's pipeline full; still a fixed bound.
-        let window =
-            (chunk * backend.workers() * (backend.prefetch() + 1)).max(64 * backend.workers());
+        let window = (chunk * shape.workers * (shape.prefetch + 1)).max(64 * shape.workers);
         let sink = Arc::new(ImapSink::new(order));
         pool.track(sink.clone());
         Imap {

@@ -109,6 +109,6 @@ pub use thread::Threads;
 pub use timer::{Timer, TimerGuard};
 
 #[doc(hidden)]
-pub use pool::{Batch, Runs};
+pub use pool::{Batch, Runs, Shape};
 #[doc(hidden)]
 pub use sink::{Abortable, Sink};

@@ -13,15 +13,9 @@ use std::sync::Arc;
 /// Sealed: the pool's methods are written once against this seam and each backend
 /// supplies how work reaches its workers.
 pub trait Backend: Send + Sync + Sized + 'static + sealed::Sealed {
-    /// How many workers the pool keeps.
+    /// The options the pool's methods need: worker count, chunk size, prefetch.
     #[doc(hidden)]
-    fn workers(&self) -> usize;
-    /// The chunk size the user asked for, if any.
-    #[doc(hidden)]
-    fn chunksize(&self) -> Option<usize>;
-    /// Chunks each worker may hold ahead of the one it runs.
-    #[doc(hidden)]
-    fn prefetch(&self) -> usize;
+    fn shape(&self) -> Shape;
     /// True while the pool takes new work (neither closed nor terminated).
     #[doc(hidden)]
     fn accepts_work(&self) -> bool {
@@ -36,6 +30,29 @@ pub trait Backend: Send + Sync + Sized + 'static + sealed::Sealed {
     /// Drop queued work and stop the workers now.
     #[doc(hidden)]
     fn terminate(&self);
+}
+
+/// What the backend-independent methods need to know of a pool's configuration.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy)]
+pub struct Shape {
+    /// How many workers the pool keeps.
+    pub workers: usize,
+    /// The chunk size the user asked for, if any.
+    pub chunksize: Option<usize>,
+    /// Chunks each worker may hold ahead of the one it runs.
+    pub prefetch: usize,
+}
+
+impl crate::config::Config {
+    /// The part of the configuration the pool's methods read.
+    pub(crate) fn shape(&self) -> Shape {
+        Shape {
+            workers: self.workers,
+            chunksize: self.chunksize,
+            prefetch: self.prefetch,
+        }
+    }
 }
 
 pub(crate) mod sealed {
@@ -103,7 +120,7 @@ impl<B: Backend> std::fmt::Debug for Pool<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pool")
             .field("backend", &std::any::type_name::<B>())
-            .field("workers", &self.backend.workers())
+            .field("workers", &self.workers())
             .finish()
     }
 }
@@ -130,7 +147,7 @@ impl<B: Backend> Pool<B> {
 
     /// Number of workers.
     pub fn workers(&self) -> usize {
-        self.backend.workers()
+        self.backend.shape().workers
     }
 
     /// Applies `f` to every item and returns the results in input order, like
@@ -184,7 +201,7 @@ impl<B: Backend> Pool<B> {
         let items: Vec<Args> = items.into_iter().collect();
         let (result, sink) = MapSink::new(items.len());
         self.track(sink.clone());
-        let sizes = match self.backend.chunksize() {
+        let sizes = match self.backend.shape().chunksize {
             Some(chunk) => Chunking::Fixed(chunk),
             None => Chunking::Guided {
                 workers: self.workers(),

@@ -274,14 +274,12 @@ fn mpi_thread(
 impl sealed::Sealed for Mpi {}
 
 impl Backend for Mpi {
-    fn workers(&self) -> usize {
-        self.shared.workers
-    }
-    fn chunksize(&self) -> Option<usize> {
-        self.shared.config.chunksize
-    }
-    fn prefetch(&self) -> usize {
-        self.shared.config.prefetch
+    fn shape(&self) -> crate::pool::Shape {
+        // The worker count is the world's size less rank 0, not the builder's.
+        crate::pool::Shape {
+            workers: self.shared.workers,
+            ..self.shared.config.shape()
+        }
     }
     fn accepts_work(&self) -> bool {
         self.shared.queue.phase() == crate::queue::Phase::Open

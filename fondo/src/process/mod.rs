@@ -210,14 +210,8 @@ impl Builder {
 impl sealed::Sealed for Processes {}
 
 impl Backend for Processes {
-    fn workers(&self) -> usize {
-        self.shared.config.workers
-    }
-    fn chunksize(&self) -> Option<usize> {
-        self.shared.config.chunksize
-    }
-    fn prefetch(&self) -> usize {
-        self.shared.config.prefetch
+    fn shape(&self) -> crate::pool::Shape {
+        self.shared.config.shape()
     }
     fn accepts_work(&self) -> bool {
         self.shared.queue.phase() == crate::queue::Phase::Open

@@ -156,14 +156,8 @@ fn worker_loop(shared: Arc<Shared>) {
 impl sealed::Sealed for Threads {}
 
 impl Backend for Threads {
-    fn workers(&self) -> usize {
-        self.shared.config.workers
-    }
-    fn chunksize(&self) -> Option<usize> {
-        self.shared.config.chunksize
-    }
-    fn prefetch(&self) -> usize {
-        self.shared.config.prefetch
+    fn shape(&self) -> crate::pool::Shape {
+        self.shared.config.shape()
     }
     fn accepts_work(&self) -> bool {
         self.shared.queue.phase() == crate::queue::Phase::Open
