@@ -64,7 +64,8 @@
 //! | data | any `Send` type | `serde` types | `serde` types |
 //! | isolation | none: a crash ends the program | a crash ends one worker | one rank |
 //! | timeouts | no (a thread cannot be killed) | yes | yes |
-//! | cost per task | ~1 µs | ~15 µs round trip, far less when batched | ~µs over MPI |
+//! | `apply_async().get()` round trip (2 CPUs) | 1.3 µs | 6 µs | 9 µs |
+//! | `map` of no-op tasks | ~190 M/s | ~29 M/s | ~29 M/s |
 //!
 //! # Failures are per task
 //!

@@ -1,6 +1,6 @@
 //! Entry points for fuzzing and property tests of the wire decoder (not public API).
 //!
-//! Each function feeds arbitrary bytes to the real decoders — [`FrameReader`]
+//! Each function feeds arbitrary bytes to the real decoders — `FrameReader`
 //! through a real socketpair, the header decoders, the parent's result decoder
 //! (`ProcJob::deliver`) and the worker's argument decoder (the monomorphised batch
 //! entry point) — the way one end of the protocol meets them, and returns what it
