@@ -82,16 +82,24 @@ impl Shared {
         // Idle workers first: otherwise the first worker's pipeline soaks up work
         // that an idle one could start at once.
         for slot in self.slots.iter().filter(|s| s.is_idle()) {
-            slot.pump(self, own(slot), 1);
+            slot.pump(self, own(slot), 1, true);
         }
+        // Then round after round, one job per slot; each slot's frames leave together.
+        let mut touched = vec![false; self.slots.len()];
         loop {
             let mut sent = false;
-            for slot in &self.slots {
-                sent |= slot.pump(self, own(slot), 1) > 0;
+            for (slot, touched) in self.slots.iter().zip(touched.iter_mut()) {
+                if slot.pump(self, own(slot), 1, false) > 0 {
+                    *touched = true;
+                    sent = true;
+                }
             }
             if !sent || self.queue.is_empty() {
-                return;
+                break;
             }
+        }
+        for (slot, _) in self.slots.iter().zip(&touched).filter(|(_, t)| **t) {
+            slot.flush(own(slot));
         }
     }
 

@@ -134,11 +134,19 @@ impl Slot {
     /// Sends queued jobs to this slot's worker until its pipeline is full.
     /// Called by submitters and by the supervisor; never blocks on the socket.
     /// Sends at most `max_jobs`; returns how many it sent.
-    pub(crate) fn pump(&self, shared: &Shared, from_supervisor: bool, max_jobs: usize) -> usize {
+    /// With `flush` false the frames wait in the writer for [`flush`](Self::flush),
+    /// so a burst of jobs leaves in one `writev`.
+    pub(crate) fn pump(
+        &self,
+        shared: &Shared,
+        from_supervisor: bool,
+        max_jobs: usize,
+        flush: bool,
+    ) -> usize {
         let mut st = self.lock();
-        let Some(sock) = st.sock.clone() else {
+        if st.sock.is_none() {
             return 0;
-        };
+        }
         let mut sent = 0;
         while sent < max_jobs
             && !st.retiring
@@ -178,14 +186,29 @@ impl Slot {
             });
             sent += 1;
         }
-        let flushed = sent == 0 || st.writer.flush(&*sock).unwrap_or(false);
+        let retiring = st.retiring;
+        drop(st);
+        if flush && sent > 0 {
+            self.flush(from_supervisor);
+        } else if retiring && !from_supervisor {
+            self.wake();
+        }
+        sent
+    }
+
+    /// Writes what the writer holds, as far as the socket takes it now.
+    pub(crate) fn flush(&self, from_supervisor: bool) {
+        let mut st = self.lock();
+        let Some(sock) = st.sock.clone() else {
+            return;
+        };
+        let flushed = st.writer.flush(&*sock).unwrap_or(false);
         let retiring = st.retiring;
         drop(st);
         if (!flushed || retiring) && !from_supervisor {
             // Leftover bytes (or a retirement) are the supervisor's to handle.
             self.wake();
         }
-        sent
     }
 
     /// The supervisor thread's body: runs workers in this slot until the pool stops.
@@ -258,7 +281,7 @@ impl Slot {
 
     /// One worker's life under supervision.
     fn run_worker(&self, shared: &Shared, mut w: WorkerProcess) -> End {
-        self.pump(shared, true, usize::MAX);
+        self.pump(shared, true, usize::MAX, true);
         let mut spin = crate::spin::Spin::new();
         loop {
             match shared.queue.phase() {
@@ -359,7 +382,7 @@ impl Slot {
         if fds[1].revents().contains(PollFlags::IN) {
             self.drain_wake();
         }
-        self.pump(shared, true, usize::MAX);
+        self.pump(shared, true, usize::MAX, true);
     }
 
     /// Handles every complete `Done` frame buffered from the worker.
@@ -392,7 +415,7 @@ impl Slot {
             any = true;
         }
         if any {
-            self.pump(shared, true, usize::MAX);
+            self.pump(shared, true, usize::MAX, true);
         }
         Ok(())
     }
