@@ -1502,3 +1502,37 @@ fn dropping_a_terminated_pool_does_not_wait_for_a_stuck_task() -> Result<()> {
     assert!(matches!(stuck.get(), Err(Error::Terminated)));
     Ok(())
 }
+
+#[test]
+fn a_pool_dropped_by_its_own_callback_does_not_deadlock() -> Result<()> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let pool = std::sync::Arc::new(Pool::threads(2)?);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let holder = std::sync::Arc::new(std::sync::Mutex::new(Some(pool.clone())));
+    let in_callback = holder.clone();
+    // The task waits until the test has let go of the pool, so the callback's drop
+    // is the last one and runs on the worker thread.
+    let gate = std::sync::Arc::new(AtomicBool::new(false));
+    let open = gate.clone();
+    let r = pool
+        .apply_async(
+            move |x: u32| {
+                while !open.load(Ordering::Acquire) {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+                x + 1
+            },
+            (1,),
+        )
+        .on_done(move |_| {
+            drop(in_callback.lock().ok().and_then(|mut p| p.take()));
+            let _ = tx.send(());
+        });
+    drop(pool);
+    gate.store(true, Ordering::Release);
+    rx.recv_timeout(std::time::Duration::from_secs(10))
+        .expect("callback ran and the drop inside it returned");
+    assert_eq!(r.get()?, 2);
+    assert!(holder.lock().map(|p| p.is_none()).unwrap_or(false));
+    Ok(())
+}

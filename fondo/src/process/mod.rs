@@ -238,6 +238,11 @@ impl Backend for Processes {
                 .unwrap_or_else(PoisonError::into_inner),
         );
         for h in handles {
+            // Dropped from a result callback, which runs on a supervisor thread: that
+            // one cannot wait for itself; it stops its worker and exits on its own.
+            if h.thread().id() == std::thread::current().id() {
+                continue;
+            }
             let _ = h.join();
         }
     }
