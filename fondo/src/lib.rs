@@ -54,7 +54,9 @@
 //! A worker that dies — killed, aborted, segfaulted — costs only the task it was
 //! running ([`Error::WorkerDied`]); the pool starts a replacement and every other
 //! task completes. `Pool::builder().task_timeout(..)` kills a task that hangs, and
-//! `.retries(n)` runs again a task whose worker died.
+//! `.retries(n)` runs again a task whose worker died. Tasks a dying worker had
+//! finished but not yet reported run again elsewhere, so each result is delivered
+//! exactly once (a side effect may then happen twice).
 //!
 //! # Which backend
 //!
