@@ -88,6 +88,7 @@ mod config;
 pub mod cpu;
 mod error;
 mod imap;
+mod join;
 #[cfg(feature = "mpi")]
 pub mod mpi;
 mod pool;

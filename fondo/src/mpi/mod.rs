@@ -294,14 +294,9 @@ impl Backend for Mpi {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
-        if let Some(h) = handle {
-            if h.thread().id() == std::thread::current().id() {
-                // Dropped from a result callback on the dispatcher itself: it is
-                // already on its way out; joining would wait for ourselves.
-                return;
-            }
-            let _ = h.join();
-        }
+        // Dropped from a result callback on the dispatcher itself, it is already on
+        // its way out: `join_others` skips it.
+        crate::join::join_others(handle);
     }
     fn terminate(&self) {
         for job in self.shared.queue.terminate() {

@@ -237,14 +237,7 @@ impl Backend for Processes {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner),
         );
-        for h in handles {
-            // Dropped from a result callback, which runs on a supervisor thread: that
-            // one cannot wait for itself; it stops its worker and exits on its own.
-            if h.thread().id() == std::thread::current().id() {
-                continue;
-            }
-            let _ = h.join();
-        }
+        crate::join::join_others(handles);
     }
     fn terminate(&self) {
         for job in self.shared.queue.terminate() {

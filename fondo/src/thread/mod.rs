@@ -188,15 +188,7 @@ impl Backend for Threads {
             if handles.is_empty() {
                 return;
             }
-            for h in handles {
-                // A pool dropped inside its own task or callback runs on one of its
-                // workers: that one cannot wait for itself; it exits when it returns.
-                if h.thread().id() == std::thread::current().id() {
-                    continue;
-                }
-                // Task panics are caught inside; a panic here is a fondo bug, already printed.
-                let _ = h.join();
-            }
+            crate::join::join_others(handles);
         }
     }
     fn terminate(&self) {
