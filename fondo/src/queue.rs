@@ -38,6 +38,11 @@ struct QueueState<J> {
     /// Workers blocked on `changed`: a job arriving wakes them only if there are
     /// some (a futex wake is a syscall even with nobody waiting).
     sleepers: usize,
+    /// Submissions still queueing their jobs part by part (see [`Submission`]).
+    submitting: usize,
+    /// `close()` came while submissions were in progress: the phase turns `Closed`
+    /// when the last of them ends, so an accepted submission is never cut short.
+    close_requested: bool,
 }
 
 impl<J> Default for JobQueue<J> {
@@ -47,6 +52,8 @@ impl<J> Default for JobQueue<J> {
                 jobs: VecDeque::new(),
                 phase: Phase::Open,
                 sleepers: 0,
+                submitting: 0,
+                close_requested: false,
             }),
             changed: Condvar::new(),
             queued: AtomicUsize::new(0),
@@ -64,7 +71,18 @@ impl<J> JobQueue<J> {
         &self,
         jobs: impl IntoIterator<Item = J>,
     ) -> Result<(), (Error, Vec<J>)> {
-        let mut st = self.lock();
+        let st = self.lock();
+        if st.close_requested {
+            return Err((Error::Closed, jobs.into_iter().collect()));
+        }
+        self.push_locked(st, jobs)
+    }
+
+    fn push_locked(
+        &self,
+        mut st: MutexGuard<'_, QueueState<J>>,
+        jobs: impl IntoIterator<Item = J>,
+    ) -> Result<(), (Error, Vec<J>)> {
         match st.phase {
             Phase::Open => {
                 st.jobs.extend(jobs);
@@ -74,6 +92,24 @@ impl<J> JobQueue<J> {
             Phase::Closed => Err((Error::Closed, jobs.into_iter().collect())),
             Phase::Terminated => Err((Error::Terminated, jobs.into_iter().collect())),
         }
+    }
+
+    /// Starts a submission that queues its jobs part by part, so workers start on
+    /// the first part while the rest is being prepared; `None` if the pool takes no
+    /// new work. A `close()` meanwhile waits for the submission to end.
+    pub(crate) fn begin(&self) -> Option<Submission<'_, J>> {
+        let mut st = self.lock();
+        if st.phase != Phase::Open || st.close_requested {
+            return None;
+        }
+        st.submitting += 1;
+        Some(Submission { queue: self })
+    }
+
+    /// True while the pool takes new submissions.
+    pub(crate) fn accepts_work(&self) -> bool {
+        let st = self.lock();
+        st.phase == Phase::Open && !st.close_requested
     }
 
     /// Queues `jobs`; if the pool takes no work, fails them with the reason.
@@ -168,11 +204,15 @@ impl<J> JobQueue<J> {
         self.lock().jobs.is_empty()
     }
 
-    /// Stops taking work; queued jobs still run.
+    /// Stops taking work; queued jobs (and submissions in progress) still run.
     pub(crate) fn close(&self) {
         let mut st = self.lock();
         if st.phase == Phase::Open {
-            st.phase = Phase::Closed;
+            if st.submitting > 0 {
+                st.close_requested = true;
+            } else {
+                st.phase = Phase::Closed;
+            }
         }
         drop(st);
         self.changed.notify_all();
@@ -187,5 +227,104 @@ impl<J> JobQueue<J> {
         drop(st);
         self.changed.notify_all();
         dropped
+    }
+}
+
+/// A submission in progress (see [`JobQueue::begin`]); ending it (dropping it)
+/// completes a `close()` that came meanwhile.
+pub(crate) struct Submission<'q, J> {
+    queue: &'q JobQueue<J>,
+}
+
+impl<J: Refusable> Submission<'_, J> {
+    /// Queues the next part; fails it with the reason if the pool was terminated.
+    pub(crate) fn offer(&self, jobs: impl IntoIterator<Item = J>) -> bool {
+        match self.queue.push_locked(self.queue.lock(), jobs) {
+            Ok(()) => true,
+            Err((error, refused)) => {
+                for job in refused {
+                    job.refuse(&error);
+                }
+                false
+            }
+        }
+    }
+}
+
+impl<J> Drop for Submission<'_, J> {
+    fn drop(&mut self) {
+        let mut st = self.queue.lock();
+        st.submitting -= 1;
+        if st.submitting == 0 && st.close_requested {
+            st.close_requested = false;
+            if st.phase == Phase::Open {
+                st.phase = Phase::Closed;
+            }
+            drop(st);
+            self.queue.changed.notify_all();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+
+    /// A job that records whether it was refused.
+    struct Probe(Arc<AtomicBool>);
+
+    impl Refusable for Probe {
+        fn refuse(self, _: &Error) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+
+    fn probe() -> (Probe, Arc<AtomicBool>) {
+        let refused = Arc::new(AtomicBool::new(false));
+        (Probe(refused.clone()), refused)
+    }
+
+    #[test]
+    fn a_close_during_a_submission_waits_for_its_last_part() {
+        let queue = JobQueue::default();
+        let submission = queue.begin().expect("open pool");
+        let (first, first_refused) = probe();
+        assert!(submission.offer([first]));
+        queue.close();
+        assert!(
+            !queue.accepts_work(),
+            "no new submissions once close() came"
+        );
+        assert!(queue.begin().is_none());
+        let (other, other_refused) = probe();
+        assert!(!queue.offer([other]), "a new submission is refused");
+        assert!(other_refused.load(Ordering::Relaxed));
+        assert_eq!(queue.phase(), Phase::Open, "workers keep going meanwhile");
+        let (second, second_refused) = probe();
+        assert!(
+            submission.offer([second]),
+            "the rest of an accepted submission is taken"
+        );
+        drop(submission);
+        assert_eq!(queue.phase(), Phase::Closed);
+        assert!(!first_refused.load(Ordering::Relaxed) && !second_refused.load(Ordering::Relaxed));
+        assert!(queue.try_pop().is_some() && queue.try_pop().is_some());
+        assert!(queue.pop_blocking().is_none(), "closed and drained");
+    }
+
+    #[test]
+    fn terminate_refuses_the_rest_of_a_submission() {
+        let queue = JobQueue::default();
+        let submission = queue.begin().expect("open pool");
+        let (first, _) = probe();
+        assert!(submission.offer([first]));
+        assert_eq!(queue.terminate().len(), 1);
+        let (second, refused) = probe();
+        assert!(!submission.offer([second]));
+        assert!(refused.load(Ordering::Relaxed));
+        drop(submission);
+        assert_eq!(queue.phase(), Phase::Terminated);
     }
 }

@@ -282,7 +282,7 @@ impl Backend for Mpi {
         }
     }
     fn accepts_work(&self) -> bool {
-        self.shared.queue.phase() == crate::queue::Phase::Open
+        self.shared.queue.accepts_work()
     }
     fn close(&self) {
         self.shared.queue.close();

@@ -1,6 +1,7 @@
 //! `fondo::spawn`: one function call in a new process, joined like a thread.
 
 use super::entry::offset_of_entry;
+use super::lanes::Answer;
 use super::spawn::{WorkerProcess, start_worker, wait_readable, write_all_blocking};
 use super::wire::{
     Fill, FrameWriter, FromWorker, ToWorker, WireResult, decode_header, next_item, push_item,
@@ -147,11 +148,14 @@ impl<R: DeserializeOwned> Child<R> {
 /// Decodes the child's one `Done` frame.
 fn read_outcome<R: DeserializeOwned>(w: &mut WorkerProcess) -> Result<R> {
     let payload = w.reader.next_frame()?.unwrap_or_default();
-    let (header, body): (FromWorker, &[u8]) = decode_header(payload)?;
-    if !matches!(header, FromWorker::Done { count: 1, .. }) {
+    let (header, inline): (FromWorker, &[u8]) = decode_header(payload)?;
+    // SAFETY: the header just came from this child, which owns these lanes and
+    // sends one answer only: nobody writes its up lane any more.
+    let answer = unsafe { Answer::locate(header, inline, &w.lanes)? };
+    if answer.count != 1 {
         return Err(Error::Protocol("unexpected frame from child".into()));
     }
-    let mut body = body;
+    let mut body = answer.body;
     let item =
         next_item(&mut body).ok_or_else(|| Error::Protocol("empty answer from child".into()))?;
     let result: WireResult<R> = postcard::from_bytes(item).map_err(|e| serde_error("result", e))?;

@@ -6,6 +6,7 @@ pub(crate) mod entry;
 #[doc(hidden)]
 pub mod fuzz;
 pub(crate) mod job;
+pub(crate) mod lanes;
 pub(crate) mod progress;
 mod slot;
 mod spawn;
@@ -215,6 +216,9 @@ impl Builder {
     }
 }
 
+/// A submission's encoded jobs are queued in parts of at least this many bytes.
+const EARLY_PART_BYTES: usize = 1 << 20;
+
 impl sealed::Sealed for Processes {}
 
 impl Backend for Processes {
@@ -222,7 +226,7 @@ impl Backend for Processes {
         self.shared.config.shape()
     }
     fn accepts_work(&self) -> bool {
-        self.shared.queue.phase() == crate::queue::Phase::Open
+        self.shared.queue.accepts_work()
     }
     fn close(&self) {
         self.shared.queue.close();
@@ -257,12 +261,41 @@ where
 {
     fn submit(&self, _f: &Arc<F>, batches: Vec<Batch<Args, F::Output>>) {
         let max_frame = self.shared.config.max_frame;
-        let jobs: Vec<ProcJob> = batches
-            .into_iter()
-            .flat_map(|b| ProcJob::encode::<F, Args>(b, max_frame, &self.shared.buffers))
-            .collect();
-        if self.shared.queue.offer(jobs) {
-            self.shared.kick(None);
+        let encode = |b| ProcJob::encode::<F, Args>(b, max_frame, &self.shared.buffers);
+        let Some(submission) = self.shared.queue.begin() else {
+            // Refused: `offer` fails every task with the reason.
+            self.shared
+                .queue
+                .offer(batches.into_iter().flat_map(encode));
+            return;
+        };
+        // Queue as we encode once a part is big: workers start on the first values
+        // while the caller encodes the rest, instead of idling through it all.
+        let (mut part, mut bytes) = (Vec::new(), 0);
+        let mut batches = batches.into_iter().peekable();
+        while let Some(batch) = batches.next() {
+            for job in encode(batch) {
+                bytes += job.args.len();
+                part.push(job);
+            }
+            if bytes >= EARLY_PART_BYTES || batches.peek().is_none() {
+                if !submission.offer(std::mem::take(&mut part)) {
+                    for b in batches {
+                        b.sink.fail(b.start, b.items.len(), &Error::Terminated);
+                    }
+                    break;
+                }
+                self.shared.kick(None);
+                bytes = 0;
+            }
+        }
+        drop(submission);
+        if !self.shared.queue.accepts_work() {
+            // A close() may have waited for this submission: supervisors idle in
+            // poll must see the pool closed.
+            for slot in &self.shared.slots {
+                slot.wake();
+            }
         }
     }
 }

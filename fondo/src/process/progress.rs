@@ -2,6 +2,7 @@
 //! it is running, so the parent can blame the right task when the worker dies and
 //! time a task without a message per task.
 
+use super::lanes::LANES;
 use crate::error::Result;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
@@ -20,6 +21,8 @@ struct Cells {
     /// Non-zero when the parent enforces a timeout and so needs `started_at_ns`:
     /// reading the clock costs a fifth of a no-op task.
     timed: AtomicU64,
+    /// How many times the parent has handed each up lane back (see `lanes`).
+    up_released: [AtomicU64; LANES],
 }
 
 const MAP_LEN: usize = 4096;
@@ -104,6 +107,22 @@ impl Progress {
         self.cells()
             .timed
             .store(u64::from(timed), Ordering::Relaxed);
+    }
+
+    /// Parent: done reading up lane `lane`; the worker may write it again.
+    pub(crate) fn release_up_lane(&self, lane: usize) {
+        if let Some(cell) = self.cells().up_released.get(lane) {
+            cell.fetch_add(1, Ordering::Release);
+        }
+    }
+
+    /// Worker: how many times the parent has handed up lane `lane` back. The lane is
+    /// free when this equals the number of bodies the worker sent through it.
+    pub(crate) fn up_lane_releases(&self, lane: usize) -> u64 {
+        self.cells()
+            .up_released
+            .get(lane)
+            .map_or(u64::MAX, |cell| cell.load(Ordering::Acquire))
     }
 
     /// Parent: `(started, finished)` counts.

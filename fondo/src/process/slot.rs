@@ -5,6 +5,7 @@
 
 use super::Shared;
 use super::job::ProcJob;
+use super::lanes::{Answer, LANE_MIN, LANES, Lanes, Way};
 use super::spawn::{WorkerProcess, start_worker, write_all_blocking};
 use super::wire::{Fill, FrameWriter, FromWorker, ToWorker, decode_header};
 use crate::error::{Error, ExitCause, Result};
@@ -29,6 +30,10 @@ pub(crate) struct Slot {
 struct SlotState {
     /// The live worker's socket (write side); `None` between workers.
     sock: Option<Arc<UnixStream>>,
+    /// The live worker's lanes.
+    lanes: Option<Arc<Lanes>>,
+    /// When a lane last carried a body, if its memory has not been given back since.
+    lanes_used: Option<Instant>,
     pid: u32,
     writer: FrameWriter,
     /// Jobs sent and not yet answered, in the order the worker runs them.
@@ -49,6 +54,10 @@ const DEEP_PIPELINE: usize = 32;
 /// Below this per-task time a task counts as tiny.
 const TINY_TASK_NS: u64 = 50_000;
 
+/// Lanes unused this long give their memory back: a pool moving big values keeps
+/// them warm, an idle one does not hold on to them.
+const LANE_IDLE: Duration = Duration::from_secs(1);
+
 impl SlotState {
     /// How many jobs the worker may hold: `prefetch`, or more for tiny tasks (for slow
     /// ones a deep pipeline would hoard work that idle workers could take).
@@ -56,6 +65,52 @@ impl SlotState {
         match self.task_ns {
             Some(ns) if ns < TINY_TASK_NS => prefetch.max(DEEP_PIPELINE),
             _ => prefetch,
+        }
+    }
+
+    /// A down lane no job in flight uses.
+    fn free_down_lane(&self) -> Option<usize> {
+        (0..LANES).find(|&lane| self.inflight.iter().all(|f| f.lane != Some(lane)))
+    }
+
+    /// Queues job `id` for the worker: its arguments through a free down lane when
+    /// they are big, else inline. Returns the lane used.
+    fn send(&mut self, id: u64, job: &ProcJob, max_frame: usize) -> Result<Option<usize>> {
+        if job.args.len() >= LANE_MIN
+            && let Some(lanes) = self.lanes.clone()
+            && let Some(lane) = self.free_down_lane()
+        {
+            // SAFETY: no job in flight uses this lane: the worker has answered every
+            // job that did, so it reads it no more until our next `RunInLane`.
+            unsafe { lanes.write(Way::Down, lane, &job.args)? };
+            let run = ToWorker::RunInLane {
+                job: id,
+                entry: job.entry,
+                count: job.count,
+                lane: lane as u8,
+                len: job.args.len() as u64,
+            };
+            self.writer.push(&run, max_frame, |_| {})?;
+            self.lanes_used = Some(Instant::now());
+            return Ok(Some(lane));
+        }
+        let run = ToWorker::Run {
+            job: id,
+            entry: job.entry,
+            count: job.count,
+        };
+        self.writer.push_shared(&run, &job.args, max_frame)?;
+        Ok(None)
+    }
+
+    /// Gives the lanes' memory back once they have sat unused for `LANE_IDLE`.
+    fn release_idle_lanes(&mut self) {
+        if self.inflight.is_empty()
+            && self.lanes_used.is_some_and(|at| at.elapsed() >= LANE_IDLE)
+            && let Some(lanes) = &self.lanes
+        {
+            lanes.release_memory();
+            self.lanes_used = None;
         }
     }
 
@@ -74,6 +129,8 @@ struct InFlight {
     sent: Instant,
     /// The worker-lifetime number of the job's first task.
     first_task: u64,
+    /// The down lane holding the job's arguments, if they went that way.
+    lane: Option<usize>,
     job: ProcJob,
 }
 
@@ -164,24 +221,20 @@ impl Slot {
                 break;
             };
             let id = shared.next_job.fetch_add(1, Ordering::Relaxed);
-            let run = ToWorker::Run {
-                job: id,
-                entry: job.entry,
-                count: job.count,
+            let lane = match st.send(id, &job, shared.config.max_frame) {
+                Ok(lane) => lane,
+                Err(e) => {
+                    job.fail(&e);
+                    continue;
+                }
             };
-            if let Err(e) = st
-                .writer
-                .push_shared(&run, &job.args, shared.config.max_frame)
-            {
-                job.fail(&e);
-                continue;
-            }
             let first_task = st.dispatched;
             st.dispatched += u64::from(job.count);
             st.inflight.push_back(InFlight {
                 id,
                 sent: Instant::now(),
                 first_task,
+                lane,
                 job,
             });
             sent += 1;
@@ -273,6 +326,7 @@ impl Slot {
         let sock = Arc::new(w.sock.try_clone()?);
         *self.lock() = SlotState {
             sock: Some(sock),
+            lanes: Some(w.lanes.clone()),
             pid: w.pid,
             ..SlotState::default()
         };
@@ -351,24 +405,31 @@ impl Slot {
     /// Blocks in poll on the socket and the wake fd, flushing pending output.
     fn wait_for_events(&self, shared: &Shared, w: &WorkerProcess) {
         use rustix::event::{PollFd, PollFlags, Timespec, poll};
-        let want_write = {
+        let (want_write, lanes_used) = {
             let mut st = self.lock();
-            match st.sock.clone() {
+            st.release_idle_lanes();
+            let want_write = match st.sock.clone() {
                 Some(sock) => !st.writer.flush(&*sock).unwrap_or(true),
                 None => false,
-            }
+            };
+            (want_write, st.lanes_used)
         };
-        let timeout = shared.config.task_timeout.map(|limit| {
+        let task_check = shared.config.task_timeout.map(|limit| {
             let left = w
                 .progress
                 .running_for()
                 .map_or(limit, |ran| limit.saturating_sub(ran));
             // Re-check at least this often: a queued task starts without telling us.
-            let d = left.clamp(Duration::from_millis(1), Duration::from_millis(50));
-            Timespec {
-                tv_sec: d.as_secs() as i64,
-                tv_nsec: i64::from(d.subsec_nanos()),
-            }
+            left.clamp(Duration::from_millis(1), Duration::from_millis(50))
+        });
+        let lanes_due = lanes_used.map(|at| LANE_IDLE.saturating_sub(at.elapsed()));
+        let timeout = match (task_check, lanes_due) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+        .map(|d| Timespec {
+            tv_sec: d.as_secs() as i64,
+            tv_nsec: i64::from(d.subsec_nanos()),
         });
         let mut flags = PollFlags::IN;
         if want_write {
@@ -389,10 +450,13 @@ impl Slot {
     fn handle_frames(&self, shared: &Shared, w: &mut WorkerProcess) -> Result<()> {
         let mut any = false;
         while let Some(payload) = w.reader.next_frame()? {
-            let (header, body): (FromWorker, &[u8]) = decode_header(payload)?;
-            let FromWorker::Done { job, count } = header else {
-                return Err(Error::Protocol("unexpected frame from worker".into()));
-            };
+            let (header, inline): (FromWorker, &[u8]) = decode_header(payload)?;
+            // SAFETY: the header just came from this worker, whose lanes these are,
+            // and the lane goes back to it only after `deliver`, below.
+            let answer = unsafe { Answer::locate(header, inline, &w.lanes)? };
+            let Answer {
+                job, count, body, ..
+            } = answer;
             let done = {
                 let mut st = self.lock();
                 match st.inflight.front() {
@@ -407,7 +471,12 @@ impl Slot {
             let done =
                 done.ok_or_else(|| Error::Protocol(format!("answer for unknown job {job}")))?;
             // Deliver unlocked: sinks may run user callbacks.
-            if let Err(e) = done.job.deliver(count, body) {
+            let delivered = done.job.deliver(count, body);
+            if let Some(lane) = answer.lane {
+                self.lock().lanes_used = Some(Instant::now());
+                w.progress.release_up_lane(lane);
+            }
+            if let Err(e) = delivered {
                 done.job.fail(&e);
                 return Err(e);
             }
@@ -455,6 +524,8 @@ impl Slot {
         let (started, finished) = w.progress.counts();
         let culprit_error = match reason {
             Some(e) => e,
+            // terminate() killed it: its tasks end as `Terminated`, not as a death.
+            None if shared.queue.phase() == Phase::Terminated => Error::Terminated,
             None => Error::WorkerDied { pid: w.pid, cause },
         };
         let running = (started > finished).then_some(finished);

@@ -1,6 +1,7 @@
 //! Starting a worker process: the same executable re-executed with a private
 //! socketpair and progress page, then a handshake that proves it is the same program.
 
+use super::lanes::Lanes;
 use super::progress::Progress;
 use super::wire::{
     ExeId, Fill, FrameReader, FrameWriter, FromWorker, PROTOCOL_VERSION, ToWorker, decode_header,
@@ -26,6 +27,8 @@ pub(crate) struct WorkerProcess {
     pub(crate) pid: u32,
     pub(crate) sock: UnixStream,
     pub(crate) progress: Progress,
+    /// Shared memory for big bodies, both ways.
+    pub(crate) lanes: std::sync::Arc<Lanes>,
     pub(crate) reader: FrameReader,
 }
 
@@ -39,8 +42,10 @@ pub(crate) fn start_worker(
     let (ours, theirs) = UnixStream::pair()?;
     let progress = Progress::create()?;
     progress.set_timed(timed);
-    let command = worker_command(theirs.as_fd(), progress.fd(), max_frame);
-    let child = spawn_on_keeper(command, theirs.as_raw_fd(), progress.fd().as_raw_fd())?;
+    let lanes = Lanes::create(max_frame)?;
+    let inherited = [theirs.as_fd(), progress.fd(), lanes.fd()];
+    let command = worker_command(inherited, max_frame);
+    let child = spawn_on_keeper(command, inherited.map(|fd| fd.as_raw_fd()))?;
     drop(theirs);
     ours.set_nonblocking(true)?;
     let pid = child.id();
@@ -49,6 +54,7 @@ pub(crate) fn start_worker(
         pid,
         sock: ours,
         progress,
+        lanes: std::sync::Arc::new(lanes),
         reader: FrameReader::new(max_frame),
     };
     match handshake(&mut worker, initializer, max_frame) {
@@ -61,8 +67,9 @@ pub(crate) fn start_worker(
     }
 }
 
-/// `/proc/self/exe`, told where its socket and progress page are.
-fn worker_command(sock: BorrowedFd<'_>, progress: BorrowedFd<'_>, max_frame: usize) -> Command {
+/// `/proc/self/exe`, told where its socket, progress page and lanes are.
+fn worker_command(inherited: [BorrowedFd<'_>; 3], max_frame: usize) -> Command {
+    let [sock, progress, lanes] = inherited.map(|fd| fd.as_raw_fd());
     let mut cmd = Command::new("/proc/self/exe");
     let name = std::env::args_os()
         .next()
@@ -72,30 +79,30 @@ fn worker_command(sock: BorrowedFd<'_>, progress: BorrowedFd<'_>, max_frame: usi
         .env(
             WORKER_ENV,
             format!(
-                "{},{},{},{}",
-                sock.as_raw_fd(),
-                progress.as_raw_fd(),
+                "{sock},{progress},{lanes},{},{max_frame}",
                 std::process::id(),
-                max_frame
             ),
         )
         .stdin(Stdio::null());
     cmd
 }
 
-type SpawnRequest = (Command, i32, i32, mpsc::Sender<std::io::Result<Child>>);
+/// The descriptors a worker inherits: socket, progress page, lanes.
+type Inherited = [i32; 3];
+
+type SpawnRequest = (Command, Inherited, mpsc::Sender<std::io::Result<Child>>);
 
 /// Forks happen on one long-lived thread: PR_SET_PDEATHSIG fires when the *thread*
 /// that forked exits, so forking from a short-lived thread would kill its workers.
-fn spawn_on_keeper(command: Command, sock: i32, progress: i32) -> Result<Child> {
+fn spawn_on_keeper(command: Command, inherited: Inherited) -> Result<Child> {
     static KEEPER: OnceLock<Mutex<mpsc::Sender<SpawnRequest>>> = OnceLock::new();
     let keeper = KEEPER.get_or_init(|| {
         let (tx, rx) = mpsc::channel::<SpawnRequest>();
         let started = std::thread::Builder::new()
             .name("fondo-spawner".into())
             .spawn(move || {
-                for (mut cmd, sock, progress, reply) in rx {
-                    let _ = reply.send(spawn_now(&mut cmd, sock, progress));
+                for (mut cmd, inherited, reply) in rx {
+                    let _ = reply.send(spawn_now(&mut cmd, inherited));
                 }
             });
         if let Err(e) = started {
@@ -107,7 +114,7 @@ fn spawn_on_keeper(command: Command, sock: i32, progress: i32) -> Result<Child> 
     keeper
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
-        .send((command, sock, progress, reply_tx))
+        .send((command, inherited, reply_tx))
         .map_err(|_| Error::Spawn("the spawner thread is gone".into()))?;
     let child = reply_rx
         .recv()
@@ -116,8 +123,8 @@ fn spawn_on_keeper(command: Command, sock: i32, progress: i32) -> Result<Child> 
 }
 
 /// Forks and execs, arranging in the child that it dies with its parent and keeps
-/// exactly the two descriptors it needs.
-fn spawn_now(cmd: &mut Command, sock: i32, progress: i32) -> std::io::Result<Child> {
+/// exactly the descriptors it needs.
+fn spawn_now(cmd: &mut Command, inherited: Inherited) -> std::io::Result<Child> {
     let parent = rustix::process::getpid();
     // SAFETY: the closure runs in the forked child before exec and only makes raw
     // syscalls (prctl, getppid, fcntl): async-signal-safe, no allocation, no locks.
@@ -132,7 +139,7 @@ fn spawn_now(cmd: &mut Command, sock: i32, progress: i32) -> std::io::Result<Chi
                     rustix::io::Errno::SRCH.raw_os_error(),
                 ));
             }
-            for fd in [sock, progress] {
+            for fd in inherited {
                 let fd = BorrowedFd::borrow_raw(fd);
                 rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty())?;
             }

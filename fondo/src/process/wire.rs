@@ -12,7 +12,7 @@ use std::os::fd::AsFd;
 use std::sync::Arc;
 
 /// Bumped whenever a header changes shape.
-pub(crate) const PROTOCOL_VERSION: u32 = 1;
+pub(crate) const PROTOCOL_VERSION: u32 = 2;
 
 /// What the parent tells a worker.
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -33,6 +33,19 @@ pub(crate) enum ToWorker {
     },
     /// Finish and exit.
     Shutdown,
+    /// As `Run`, with the body in down lane `lane` instead of the frame.
+    RunInLane {
+        /// Parent's id for the job; echoed in the answer.
+        job: u64,
+        /// Offset of the batch entry point from the anchor.
+        entry: i64,
+        /// Number of tasks in the body.
+        count: u32,
+        /// Which down lane holds the body.
+        lane: u8,
+        /// Length of the body.
+        len: u64,
+    },
 }
 
 /// What a worker tells the parent.
@@ -53,6 +66,17 @@ pub(crate) enum FromWorker {
         job: u64,
         /// Number of outcomes in the body.
         count: u32,
+    },
+    /// As `Done`, with the body in up lane `lane` instead of the frame.
+    DoneInLane {
+        /// The job's id.
+        job: u64,
+        /// Number of outcomes in the body.
+        count: u32,
+        /// Which up lane holds the body.
+        lane: u8,
+        /// Length of the body.
+        len: u64,
     },
 }
 

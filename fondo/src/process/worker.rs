@@ -1,7 +1,8 @@
 //! The worker side: a constructor that diverts a re-executed process into the task
 //! loop before `main` runs, and the loop itself.
 
-use super::entry::Resolver;
+use super::entry::{EntryFn, Resolver};
+use super::lanes::{LANE_MIN, LANES, Lanes, Way};
 use super::progress::Progress;
 use super::spawn::WORKER_ENV;
 use super::wire::{
@@ -48,6 +49,7 @@ pub(crate) fn keep_linked() {
 struct Spec {
     sock: i32,
     progress: i32,
+    lanes: i32,
     parent: u32,
     max_frame: usize,
 }
@@ -57,6 +59,7 @@ fn parse_spec(spec: &str) -> Option<Spec> {
     let spec = Spec {
         sock: it.next()?.parse().ok()?,
         progress: it.next()?.parse().ok()?,
+        lanes: it.next()?.parse().ok()?,
         parent: it.next()?.parse().ok()?,
         max_frame: it.next()?.parse().ok()?,
     };
@@ -124,24 +127,31 @@ impl Link {
 fn serve(spec: &str) -> Result<()> {
     let spec =
         parse_spec(spec).ok_or_else(|| Error::Protocol(format!("bad worker spec {spec:?}")))?;
-    // SAFETY: the parent cleared CLOEXEC on exactly these two descriptors for us and
+    // SAFETY: the parent cleared CLOEXEC on exactly these three descriptors for us and
     // nothing else in this fresh process owns them.
-    let (sock, progress) = unsafe {
+    let (sock, progress, lanes) = unsafe {
         (
             UnixStream::from_raw_fd(spec.sock),
             OwnedFd::from_raw_fd(spec.progress),
+            OwnedFd::from_raw_fd(spec.lanes),
         )
     };
     if rustix::process::getppid().map(|p| p.as_raw_nonzero().get() as u32) != Some(spec.parent) {
         return Ok(()); // Orphaned before we started: nobody wants our results.
     }
     sock.set_nonblocking(true)?;
-    let progress = Progress::open(progress)?;
     let mut link = Link {
         sock,
         reader: FrameReader::new(spec.max_frame),
         writer: FrameWriter::default(),
         max_frame: spec.max_frame,
+    };
+    let lanes = Lanes::open(lanes, spec.max_frame)?;
+    let mut answers = Answers {
+        progress: Progress::open(progress)?,
+        lanes: &lanes,
+        up_sent: [0; LANES],
+        outcomes: Vec::new(),
     };
     let hello = FromWorker::Hello {
         protocol: PROTOCOL_VERSION,
@@ -151,6 +161,11 @@ fn serve(spec: &str) -> Result<()> {
     link.writer.push(&hello, link.max_frame, |_| {})?;
     link.drain_output()?;
     let resolver = Resolver::new();
+    let entry = |offset| {
+        resolver
+            .entry(offset)
+            .ok_or_else(|| Error::Protocol("entry offset outside the executable".into()))
+    };
     while link.await_frame()? {
         let payload = link.reader.next_frame()?.unwrap_or_default();
         let (header, body): (ToWorker, &[u8]) = decode_header(payload)?;
@@ -168,34 +183,114 @@ fn serve(spec: &str) -> Result<()> {
                     }
                 }
             }
-            ToWorker::Run { job, entry, count } => {
-                let run = resolver
-                    .entry(entry)
-                    .ok_or_else(|| Error::Protocol("entry offset outside the executable".into()))?;
-                let done = FromWorker::Done { job, count };
-                let answered = link.writer.push(&done, link.max_frame, |out| {
-                    run(body, count, out, &progress)
-                });
-                if let Err(e) = answered {
-                    // The outcomes do not fit a frame: the tasks ran, so report that
-                    // instead of making the parent refuse the frame and rerun them.
-                    let failure: WireResult<()> = Err(TaskFailure::Serialization {
-                        what: "result".into(),
-                        message: e.to_string(),
-                    });
-                    link.writer.push(&done, link.max_frame, |out| {
-                        for _ in 0..count {
-                            let _ = push_item(out, &failure);
-                        }
-                    })?;
-                }
-                // Answer now, even with more work buffered: holding a finished result
-                // behind a task that may hang would delay it, or run it twice if that
-                // task's worker is then killed.
-                link.writer.flush(&link.sock)?;
+            ToWorker::Run {
+                job,
+                entry: e,
+                count,
+            } => {
+                answers.run(
+                    &mut link.writer,
+                    link.max_frame,
+                    (job, count),
+                    entry(e)?,
+                    body,
+                )?;
+            }
+            ToWorker::RunInLane {
+                job,
+                entry: e,
+                count,
+                lane,
+                len,
+            } => {
+                let len = usize::try_from(len)
+                    .map_err(|_| Error::Protocol(format!("lane body of {len} bytes")))?;
+                // SAFETY: the parent wrote this down lane before sending the header and
+                // leaves it alone until our answer for this job reaches it.
+                let body = unsafe { lanes.read(Way::Down, usize::from(lane), len)? };
+                let run = entry(e)?;
+                answers.run(&mut link.writer, link.max_frame, (job, count), run, body)?;
             }
             ToWorker::Shutdown => break,
         }
+        // Answer now, even with more work buffered: holding a finished result
+        // behind a task that may hang would delay it, or run it twice if that
+        // task's worker is then killed.
+        link.writer.flush(&link.sock)?;
     }
     link.drain_output()
+}
+
+/// Runs jobs and queues their answers: inline for small bodies, through a free up
+/// lane for big ones.
+struct Answers<'l> {
+    progress: Progress,
+    lanes: &'l Lanes,
+    /// Bodies sent through each up lane; a lane is free when the parent has handed
+    /// it back as many times.
+    up_sent: [u64; LANES],
+    /// The outcomes being encoded, kept for the next job.
+    outcomes: Vec<u8>,
+}
+
+impl Answers<'_> {
+    /// Runs `count` tasks of `job` through `run` and queues the answer on `writer`.
+    fn run(
+        &mut self,
+        writer: &mut FrameWriter,
+        max_frame: usize,
+        (job, count): (u64, u32),
+        run: EntryFn,
+        args: &[u8],
+    ) -> Result<()> {
+        self.outcomes.clear();
+        run(args, count, &mut self.outcomes, &self.progress);
+        if let Err(e) = self.send(writer, max_frame, job, count) {
+            // The outcomes do not fit a frame: the tasks ran, so report that instead
+            // of making the parent refuse the frame and rerun them.
+            let failure: WireResult<()> = Err(TaskFailure::Serialization {
+                what: "result".into(),
+                message: e.to_string(),
+            });
+            writer.push(&FromWorker::Done { job, count }, max_frame, |out| {
+                for _ in 0..count {
+                    let _ = push_item(out, &failure);
+                }
+            })?;
+        }
+        Ok(())
+    }
+
+    fn send(
+        &mut self,
+        writer: &mut FrameWriter,
+        max_frame: usize,
+        job: u64,
+        count: u32,
+    ) -> Result<()> {
+        let body = &self.outcomes;
+        if body.len() >= LANE_MIN
+            && body.len() <= max_frame
+            && let Some(lane) = self.free_up_lane()
+        {
+            // SAFETY: the parent has handed this lane back after every body we sent
+            // through it, so it reads it no more until our next `DoneInLane`.
+            unsafe { self.lanes.write(Way::Up, lane, body)? };
+            self.up_sent[lane] += 1;
+            let done = FromWorker::DoneInLane {
+                job,
+                count,
+                lane: lane as u8,
+                len: body.len() as u64,
+            };
+            return writer.push(&done, max_frame, |_| {});
+        }
+        writer.push(&FromWorker::Done { job, count }, max_frame, |out| {
+            out.extend_from_slice(body)
+        })
+    }
+
+    fn free_up_lane(&self) -> Option<usize> {
+        (0..LANES).find(|&lane| self.progress.up_lane_releases(lane) == self.up_sent[lane])
+    }
 }

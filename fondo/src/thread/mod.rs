@@ -160,7 +160,7 @@ impl Backend for Threads {
         self.shared.config.shape()
     }
     fn accepts_work(&self) -> bool {
-        self.shared.queue.phase() == crate::queue::Phase::Open
+        self.shared.queue.accepts_work()
     }
     fn close(&self) {
         self.shared.queue.close();

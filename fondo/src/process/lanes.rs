@@ -1,0 +1,288 @@
+//! `Lanes`: shared memory beside a worker's socket, where big frame bodies travel
+//! with one copy instead of through the kernel's socket buffers.
+//!
+//! A worker has two lanes each way, each `max_frame` bytes of one sparse memfd
+//! mapped by both processes: memory is used only as far as bodies reach, and stays
+//! warm for the next body (a fresh page costs more than copying into it). Who may
+//! touch a lane is settled by messages, never by racing:
+//! - a *down* lane is written by the parent before it sends `RunInLane`, read by the
+//!   worker while it runs that job, and free again once the job's answer arrives;
+//! - an *up* lane is written by the worker before it sends `DoneInLane`, read by the
+//!   parent while it decodes that answer, and handed back through the progress page.
+
+use super::wire::FromWorker;
+use crate::error::{Error, Result};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::ptr::NonNull;
+
+/// Lanes each way: two, so one body can be written while the other is read.
+pub(crate) const LANES: usize = 2;
+
+/// Bodies at least this big go through a lane; smaller ones are cheaper inline.
+pub(crate) const LANE_MIN: usize = 1 << 20;
+
+/// Which way a lane carries bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Way {
+    /// Parent to worker: arguments.
+    Down,
+    /// Worker to parent: outcomes.
+    Up,
+}
+
+/// One process's mapping of a worker's lanes.
+pub(crate) struct Lanes {
+    base: NonNull<u8>,
+    /// Bytes per lane.
+    lane_len: usize,
+    fd: OwnedFd,
+}
+
+// SAFETY: `Lanes` is a pointer to a shared mapping that lives as long as the value;
+// every access goes through `write`/`read`, whose callers uphold the lane-ownership
+// protocol in the module docs, whatever thread they run on.
+unsafe impl Send for Lanes {}
+// SAFETY: as above.
+unsafe impl Sync for Lanes {}
+
+impl Lanes {
+    /// Fresh lanes of `lane_len` bytes each (parent side), in a memfd the worker inherits.
+    pub(crate) fn create(lane_len: usize) -> Result<Lanes> {
+        use rustix::fs::{MemfdFlags, ftruncate, memfd_create};
+        let fd = memfd_create("fondo-lanes", MemfdFlags::CLOEXEC)?;
+        ftruncate(&fd, Self::total(lane_len)? as u64)?;
+        Self::map(fd, lane_len)
+    }
+
+    /// Maps the lanes the parent created (worker side).
+    pub(crate) fn open(fd: OwnedFd, lane_len: usize) -> Result<Lanes> {
+        let size = rustix::fs::fstat(&fd)?.st_size;
+        if u64::try_from(size).ok() != Some(Self::total(lane_len)? as u64) {
+            return Err(Error::Protocol(format!(
+                "lanes file of {size} bytes, expected {} lanes of {lane_len}",
+                2 * LANES
+            )));
+        }
+        Self::map(fd, lane_len)
+    }
+
+    fn total(lane_len: usize) -> Result<usize> {
+        lane_len
+            .checked_mul(2 * LANES)
+            .filter(|&n| n > 0)
+            .ok_or_else(|| Error::Config(format!("lanes of {lane_len} bytes do not fit memory")))
+    }
+
+    fn map(fd: OwnedFd, lane_len: usize) -> Result<Lanes> {
+        use rustix::mm::{MapFlags, ProtFlags, mmap};
+        let total = Self::total(lane_len)?;
+        // SAFETY: a fresh shared mapping (no address hint: nothing existing is
+        // replaced) of a memfd exactly `total` bytes long, unmapped only in Drop. The
+        // memfd is sparse: the mapping costs address space, not memory.
+        let ptr = unsafe {
+            mmap(
+                std::ptr::null_mut(),
+                total,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::SHARED | MapFlags::NORESERVE,
+                &fd,
+                0,
+            )?
+        };
+        let base = NonNull::new(ptr.cast::<u8>())
+            .ok_or_else(|| Error::Protocol("mmap returned null".into()))?;
+        Ok(Lanes { base, lane_len, fd })
+    }
+
+    /// The memfd, to hand to the worker.
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    fn start(&self, way: Way, lane: usize) -> Result<*mut u8> {
+        if lane >= LANES {
+            return Err(Error::Protocol(format!("no lane {lane}")));
+        }
+        let index = match way {
+            Way::Down => lane,
+            Way::Up => LANES + lane,
+        };
+        // SAFETY: index < 2 * LANES, so the offset stays inside the mapping.
+        Ok(unsafe { self.base.as_ptr().add(index * self.lane_len) })
+    }
+
+    /// Copies `bytes` to the start of a lane.
+    ///
+    /// # Safety
+    /// The caller must own the lane under the module's protocol: no other process
+    /// or thread reads or writes it until the caller hands it over.
+    pub(crate) unsafe fn write(&self, way: Way, lane: usize, bytes: &[u8]) -> Result<()> {
+        if bytes.len() > self.lane_len {
+            return Err(Error::Protocol(format!(
+                "a body of {} bytes exceeds the {}-byte lane",
+                bytes.len(),
+                self.lane_len
+            )));
+        }
+        let dst = self.start(way, lane)?;
+        // SAFETY: `dst .. dst + len` lies inside the lane (checked above) inside our
+        // mapping, which cannot overlap `bytes` (a slice of this process's own memory
+        // outside the mapping, or of another lane); the caller owns the lane.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), dst, bytes.len()) };
+        Ok(())
+    }
+
+    /// The first `len` bytes of a lane.
+    ///
+    /// # Safety
+    /// The caller must own the lane under the module's protocol for as long as the
+    /// slice lives: its writer has handed it over and will not touch it again until
+    /// the caller hands it back.
+    pub(crate) unsafe fn read(&self, way: Way, lane: usize, len: usize) -> Result<&[u8]> {
+        if len > self.lane_len {
+            return Err(Error::Protocol(format!(
+                "a lane body of {len} bytes exceeds the {}-byte lane",
+                self.lane_len
+            )));
+        }
+        let src = self.start(way, lane)?;
+        // SAFETY: in bounds (checked above), initialised (memfd pages read as zero
+        // until written), and unchanging while the caller owns the lane.
+        Ok(unsafe { std::slice::from_raw_parts(src, len) })
+    }
+
+    /// Gives the lanes' memory back to the system; the next body faults it in again.
+    /// Only while no lane is in use.
+    pub(crate) fn release_memory(&self) {
+        use rustix::fs::{FallocateFlags, fallocate};
+        let total = self.lane_len * 2 * LANES;
+        let _ = fallocate(
+            &self.fd,
+            FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE,
+            0,
+            total as u64,
+        );
+    }
+}
+
+/// A worker's answer, its body found wherever it travelled.
+pub(crate) struct Answer<'a> {
+    /// The job answered.
+    pub(crate) job: u64,
+    /// Outcomes in the body.
+    pub(crate) count: u32,
+    /// The encoded outcomes.
+    pub(crate) body: &'a [u8],
+    /// The up lane holding the body, to hand back once the body is decoded.
+    pub(crate) lane: Option<usize>,
+}
+
+impl<'a> Answer<'a> {
+    /// Finds the body `header` announces: `inline` after it, or in an up lane.
+    ///
+    /// # Safety
+    /// Parent side only, with `header` just received from the worker `lanes` belong
+    /// to, and the lane (if any) not handed back while the answer lives: the worker
+    /// wrote it before sending the header and leaves it alone until then.
+    pub(crate) unsafe fn locate(
+        header: FromWorker,
+        inline: &'a [u8],
+        lanes: &'a Lanes,
+    ) -> Result<Answer<'a>> {
+        match header {
+            FromWorker::Done { job, count } => Ok(Answer {
+                job,
+                count,
+                body: inline,
+                lane: None,
+            }),
+            FromWorker::DoneInLane {
+                job,
+                count,
+                lane,
+                len,
+            } => {
+                let lane = usize::from(lane);
+                let len = usize::try_from(len)
+                    .map_err(|_| Error::Protocol(format!("lane body of {len} bytes")))?;
+                // SAFETY: forwarded from the caller's contract.
+                let body = unsafe { lanes.read(Way::Up, lane, len)? };
+                Ok(Answer {
+                    job,
+                    count,
+                    body,
+                    lane: Some(lane),
+                })
+            }
+            FromWorker::Hello { .. } => Err(Error::Protocol(
+                "unexpected Hello from a running worker".into(),
+            )),
+        }
+    }
+}
+
+impl Drop for Lanes {
+    fn drop(&mut self) {
+        // SAFETY: we mapped exactly this region in `map`; slices from `read` borrow
+        // `self`, so none outlives it.
+        unsafe {
+            let _ = rustix::mm::munmap(self.base.as_ptr().cast(), self.lane_len * 2 * LANES);
+        }
+    }
+}
+
+impl std::fmt::Debug for Lanes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lanes")
+            .field("lane_len", &self.lane_len)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_body_written_by_one_mapping_is_read_by_another() {
+        let parent = Lanes::create(1 << 20).expect("create");
+        let fd = parent.fd().try_clone_to_owned().expect("dup");
+        let worker = Lanes::open(fd, 1 << 20).expect("open");
+        let body: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
+        // SAFETY: single-threaded test: nobody else touches the lanes.
+        unsafe {
+            parent.write(Way::Down, 1, &body).expect("write");
+            assert_eq!(
+                worker.read(Way::Down, 1, body.len()).expect("read"),
+                &body[..]
+            );
+            worker.write(Way::Up, 0, b"answer").expect("write");
+            assert_eq!(parent.read(Way::Up, 0, 6).expect("read"), b"answer");
+        }
+    }
+
+    #[test]
+    fn out_of_range_lanes_and_lengths_are_errors() {
+        let lanes = Lanes::create(4096).expect("create");
+        // SAFETY: single-threaded test.
+        unsafe {
+            assert!(lanes.write(Way::Up, LANES, b"x").is_err());
+            assert!(lanes.write(Way::Down, 0, &[0; 4097]).is_err());
+            assert!(lanes.read(Way::Up, 0, 4097).is_err());
+            assert!(lanes.read(Way::Down, 7, 1).is_err());
+        }
+        let fd = lanes.fd().try_clone_to_owned().expect("dup");
+        assert!(Lanes::open(fd, 8192).is_err(), "size mismatch refused");
+    }
+
+    #[test]
+    fn released_memory_reads_as_zero() {
+        let lanes = Lanes::create(1 << 16).expect("create");
+        // SAFETY: single-threaded test.
+        unsafe {
+            lanes.write(Way::Up, 1, &[9; 100]).expect("write");
+            lanes.release_memory();
+            assert_eq!(lanes.read(Way::Up, 1, 100).expect("read"), &[0; 100][..]);
+        }
+    }
+}
