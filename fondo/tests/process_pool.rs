@@ -1090,6 +1090,37 @@ fn undeserialisable_argument_in_a_batch_fails_only_its_task() -> Result<()> {
     Ok(())
 }
 
+/// Aborts its worker on 14; 13 does not even decode.
+fn take_no_read_abort_14(x: NoRead13) -> u32 {
+    if x.0 == 14 {
+        std::process::abort();
+    }
+    x.0
+}
+
+#[test]
+fn a_death_after_an_undecodable_argument_blames_the_task_that_died() -> Result<()> {
+    // One job of four: 12, 13 (does not decode), 14 (kills the worker), 15.
+    let pool = Pool::builder().workers(1).chunksize(4).processes()?;
+    let out: Vec<Result<u32>> = pool
+        .imap(take_no_read_abort_14, (12..16).map(NoRead13))
+        .collect();
+    assert_eq!(out[0].as_ref().ok(), Some(&12), "{out:?}");
+    assert!(
+        matches!(
+            &out[1],
+            Err(Error::Serialization {
+                what: "arguments",
+                ..
+            })
+        ),
+        "13 fails to decode, it did not kill anything: {out:?}"
+    );
+    assert!(matches!(&out[2], Err(Error::WorkerDied { .. })), "{out:?}");
+    assert_eq!(out[3].as_ref().ok(), Some(&15), "{out:?}");
+    Ok(())
+}
+
 #[test]
 
 fn undeserialisable_result_in_a_batch_fails_only_its_task() -> Result<()> {

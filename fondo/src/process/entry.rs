@@ -135,12 +135,12 @@ where
 {
     let f = conjure::<F>();
     for _ in 0..count {
+        // Every task counts on the progress page, even one whose arguments do not
+        // decode: the parent numbers tasks by dispatch order to blame the right one.
+        progress.start_task();
         let outcome = match next_item(&mut args).map(postcard::from_bytes::<Args>) {
             Some(Ok(a)) => {
-                progress.start_task();
-                let r = catch_unwind(AssertUnwindSafe(|| f.call(a)));
-                progress.finish_task();
-                r.map_err(|p| TaskFailure::Panicked {
+                catch_unwind(AssertUnwindSafe(|| f.call(a))).map_err(|p| TaskFailure::Panicked {
                     message: crate::error::panic_message(&*p),
                     location: None,
                 })
@@ -154,6 +154,7 @@ where
                 message: "the batch ended before this task's arguments".into(),
             }),
         };
+        progress.finish_task();
         push_outcome(out, outcome);
     }
 }
