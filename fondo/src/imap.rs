@@ -2,11 +2,12 @@
 //! only as results are consumed, so memory stays bounded on endless input.
 
 use crate::error::{Error, Result};
+use crate::help::{Help, Helping};
 use crate::pool::{Batch, Pool, Runs};
 use crate::sink::{Abortable, Sink};
 use crate::task::Task;
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 
 /// Which order `Imap` yields outcomes in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +30,8 @@ pub struct Imap<'p, B: crate::pool::Backend, F, I: Iterator, R> {
     window: usize,
     submitted: usize,
     delivered: usize,
+    /// The pool this iterator's thread may help while it waits.
+    helper: Option<Weak<dyn Help>>,
 }
 
 impl<B: crate::pool::Backend, F, I: Iterator, R> std::fmt::Debug for Imap<'_, B, F, I, R> {
@@ -60,6 +63,7 @@ where
         let sink = Arc::new(ImapSink::new(order));
         pool.track(sink.clone());
         Imap {
+            helper: backend.helper(),
             pool,
             f: Arc::new(f),
             input: Some(input),
@@ -129,7 +133,7 @@ where
         if self.delivered == self.submitted {
             return None;
         }
-        let out = self.sink.take(self.delivered);
+        let out = self.sink.take(self.delivered, self.helper.as_ref());
         self.delivered += 1;
         if out
             .as_ref()
@@ -177,8 +181,10 @@ impl<R> ImapSink<R> {
 
     /// Waits for the outcome of task `index` (input order) or of any task
     /// (completion order); after an abort, missing outcomes are the abort's error.
-    fn take(&self, index: usize) -> Result<R> {
+    /// While spinning, reads the pool's answers itself through `helper`, if any.
+    fn take(&self, index: usize, helper: Option<&Weak<dyn Help>>) -> Result<R> {
         let mut spin = crate::spin::Spin::new();
+        let mut helping = helper.and_then(Helping::start);
         let mut st = self.lock();
         loop {
             let found = match self.order {
@@ -193,9 +199,14 @@ impl<R> ImapSink<R> {
             }
             if spin.again() {
                 drop(st);
+                if helping.as_ref().is_some_and(Helping::help) {
+                    spin.reset();
+                }
                 st = self.lock();
                 continue;
             }
+            // Pool threads read the answers while we sleep.
+            helping = None;
             st.waiting += 1;
             st = self
                 .arrived

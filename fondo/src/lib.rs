@@ -87,6 +87,7 @@
 mod config;
 pub mod cpu;
 mod error;
+mod help;
 mod imap;
 mod join;
 #[cfg(feature = "mpi")]
@@ -112,6 +113,8 @@ pub use task::Task;
 pub use thread::Threads;
 pub use timer::{Timer, TimerGuard};
 
+#[doc(hidden)]
+pub use help::Help;
 #[doc(hidden)]
 pub use pool::{Batch, Runs, Shape};
 #[doc(hidden)]

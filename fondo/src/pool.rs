@@ -30,6 +30,11 @@ pub trait Backend: Send + Sync + Sized + 'static + sealed::Sealed {
     /// Drop queued work and stop the workers now.
     #[doc(hidden)]
     fn terminate(&self);
+    /// What a thread waiting for a result can do meanwhile instead of a pool thread.
+    #[doc(hidden)]
+    fn helper(&self) -> Option<std::sync::Weak<dyn crate::help::Help>> {
+        None
+    }
 }
 
 /// What the backend-independent methods need to know of a pool's configuration.
@@ -200,6 +205,7 @@ impl<B: Backend> Pool<B> {
     {
         let items: Vec<Args> = items.into_iter().collect();
         let (result, sink) = MapSink::new(items.len());
+        result.helped_by(self.backend.helper());
         self.track(sink.clone());
         let sizes = match self.backend.shape().chunksize {
             Some(chunk) => Chunking::Fixed(chunk),
@@ -230,6 +236,7 @@ impl<B: Backend> Pool<B> {
         R: Send + 'static,
     {
         let (result, slot) = AsyncResult::pending();
+        result.helped_by(self.backend.helper());
         self.track(slot.clone());
         let sink: Arc<dyn Sink<R>> = slot;
         self.submit(

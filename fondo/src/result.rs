@@ -2,11 +2,12 @@
 //! blocking, with a timeout, through callbacks or as a `Future`.
 
 use crate::error::{Error, Result};
+use crate::help::{Help, Helping};
 use crate::sink::{Abortable, Sink};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -46,6 +47,13 @@ impl<R: Send + 'static> AsyncResult<R> {
     pub(crate) fn pending() -> (Self, Arc<Slot<R>>) {
         let slot = Arc::new(Slot::new());
         (AsyncResult { slot: slot.clone() }, slot)
+    }
+
+    /// Lets threads waiting for this result do the pool's work meanwhile.
+    pub(crate) fn helped_by(&self, helper: Option<Weak<dyn Help>>) {
+        if let Some(helper) = helper {
+            let _ = self.slot.helper.set(helper);
+        }
     }
 
     /// Blocks until the task finishes and returns its value or error.
@@ -93,7 +101,9 @@ impl<R: Send + 'static> AsyncResult<R> {
     }
 
     /// Calls `callback` with the outcome as soon as the task finishes (at once if it
-    /// already has). The callback runs on a pool thread: keep it short.
+    /// already has). The callback runs on a pool thread, or on a thread waiting for
+    /// another result of the same pool (waiting threads read workers' answers
+    /// themselves): keep it short, and do not wait in it for the same pool.
     pub fn on_done(self, callback: impl FnOnce(&Result<R>) + Send + 'static) -> Self {
         self.slot.on_done(Box::new(callback));
         self
@@ -149,6 +159,8 @@ pub struct Slot<R> {
     waiting: std::sync::atomic::AtomicUsize,
     /// Mirrors "state is Done or Taken" so `ready()` and the spin in `wait_until` need no lock.
     done: AtomicBool,
+    /// The pool a waiting thread may help (see `help`), if its backend takes help.
+    helper: OnceLock<Weak<dyn Help>>,
 }
 
 enum State<R> {
@@ -197,6 +209,7 @@ impl<R> Slot<R> {
             changed: Condvar::new(),
             waiting: std::sync::atomic::AtomicUsize::new(0),
             done: AtomicBool::new(false),
+            helper: OnceLock::new(),
         }
     }
 
@@ -212,12 +225,20 @@ impl<R> Slot<R> {
         cond: impl Fn(&State<R>) -> bool,
         timeout: Option<Duration>,
     ) -> MutexGuard<'_, State<R>> {
-        let mut spin = crate::spin::Spin::new();
-        while !self.done.load(Ordering::Acquire) && spin.again() {
-            std::hint::spin_loop()
-        }
         // A timeout too large to add to the clock means no deadline at all.
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        let mut spin = crate::spin::Spin::new();
+        // While spinning, read the pool's answers ourselves when it lets us: the
+        // pool thread that would read them can then sleep, and nobody has to wake us.
+        let helping = self.helper.get().and_then(Helping::start);
+        while !self.done.load(Ordering::Acquire) && spin.again() {
+            match &helping {
+                Some(h) if h.help() && deadline.is_none_or(|d| Instant::now() < d) => spin.reset(),
+                Some(_) => {}
+                None => std::hint::spin_loop(),
+            }
+        }
+        drop(helping);
         let mut st = self.lock();
         while !cond(&st) {
             self.waiting.fetch_add(1, Ordering::Relaxed);

@@ -1633,3 +1633,74 @@ fn pools_and_children_in_parallel_do_not_mix_results() -> Result<()> {
     }
     Ok(())
 }
+
+// ---------------------------------------------------------------------------
+// Threads waiting in get() read the workers' answers themselves
+// ---------------------------------------------------------------------------
+
+#[test]
+fn many_threads_waiting_at_once_each_get_their_own_values() -> Result<()> {
+    let pool = Arc::new(Pool::processes(2)?);
+    let threads: Vec<_> = (0..6u64)
+        .map(|t| {
+            let pool = pool.clone();
+            thread::spawn(move || -> Result<()> {
+                for i in 0..300u64 {
+                    let x = t * 1000 + i;
+                    assert_eq!(pool.apply(square, (x,))?, x * x);
+                    if i % 50 == 0 {
+                        let v = pool.map(square, x..x + 20)?;
+                        assert_eq!(v, (x..x + 20).map(|y| y * y).collect::<Vec<_>>());
+                    }
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("waiting thread panicked")?;
+    }
+    Ok(())
+}
+
+#[test]
+fn answers_keep_arriving_after_the_waiting_thread_stops_waiting() -> Result<()> {
+    let pool = Pool::processes(1)?;
+    let slow = pool.apply_async(sleep_ms, (200,));
+    // This thread helps while it waits, then gives up with the slow task in flight:
+    // the supervisor must take the reading back.
+    assert!(matches!(
+        slow.get_timeout(Duration::from_millis(1)),
+        Err(Error::WaitTimeout { .. })
+    ));
+    let (tx, rx) = mpsc::channel();
+    let slow = slow.on_done(move |r| {
+        let _ = tx.send(r.as_ref().ok().copied());
+    });
+    // Nobody waits in get() now: only the supervisor can read the answer.
+    assert_eq!(rx.recv_timeout(HANG_GUARD).ok(), Some(Some(200)));
+    assert!(slow.ready());
+    // And after a helped round trip, a callback-only task is still answered.
+    assert_eq!(pool.apply(square, (3,))?, 9);
+    let (tx, rx) = mpsc::channel();
+    let _ = pool.apply_async(square, (4,)).on_done(move |r| {
+        let _ = tx.send(r.as_ref().ok().copied());
+    });
+    assert_eq!(rx.recv_timeout(HANG_GUARD).ok(), Some(Some(16)));
+    Ok(())
+}
+
+#[test]
+fn a_callback_run_by_a_waiting_thread_may_submit_more_work() -> Result<()> {
+    let pool = Arc::new(Pool::processes(2)?);
+    let (tx, rx) = mpsc::channel();
+    let inner = pool.clone();
+    let first = pool.apply_async(square, (5,)).on_success(move |v| {
+        // Submitting (not waiting) from a callback is fine wherever it runs.
+        let _ = tx.send(inner.apply_async(square, (*v,)));
+    });
+    assert_eq!(first.get()?, 25);
+    let second = rx.recv_timeout(HANG_GUARD).expect("callback ran");
+    assert_eq!(second.get()?, 625);
+    Ok(())
+}

@@ -24,7 +24,7 @@ use job::ProcJob;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use slot::Slot;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
@@ -73,6 +73,31 @@ pub(crate) struct Shared {
     lost: Mutex<usize>,
     /// Argument buffers of finished jobs, for the next ones.
     buffers: job::Buffers,
+    /// Threads waiting for results that read answers meanwhile (see `help`).
+    helpers: AtomicUsize,
+}
+
+impl crate::help::Help for Shared {
+    fn enter(&self) {
+        self.helpers.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn leave(&self) {
+        if self.helpers.fetch_sub(1, Ordering::Relaxed) == 1 {
+            // The last helper is gone: supervisors with answers due read them again.
+            for slot in self.slots.iter().filter(|s| s.is_busy()) {
+                slot.wake();
+            }
+        }
+    }
+
+    fn help(&self) -> bool {
+        let mut any = false;
+        for slot in &self.slots {
+            any |= slot.help(self);
+        }
+        any
+    }
 }
 
 impl Shared {
@@ -169,6 +194,7 @@ impl Builder {
             next_job: AtomicU64::new(0),
             lost: Mutex::new(0),
             buffers: job::Buffers::default(),
+            helpers: AtomicUsize::new(0),
         });
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let mut supervisors = Vec::with_capacity(shared.slots.len());
@@ -242,6 +268,10 @@ impl Backend for Processes {
                 .unwrap_or_else(PoisonError::into_inner),
         );
         crate::join::join_others(handles);
+    }
+    fn helper(&self) -> Option<std::sync::Weak<dyn crate::help::Help>> {
+        let shared: Arc<dyn crate::help::Help> = self.shared.clone();
+        Some(Arc::downgrade(&shared))
     }
     fn terminate(&self) {
         for job in self.shared.queue.terminate() {

@@ -1,13 +1,15 @@
 //! A worker slot: the parent-side supervisor thread of one worker process. It reads
 //! results, refills the worker's pipeline, enforces timeouts, and when the worker
 //! dies blames the one task that was running, requeues the rest and starts a
-//! replacement.
+//! replacement. Threads waiting for results may read the results instead (`help`):
+//! the supervisor then sleeps, so a round trip involves two parties, not three.
 
 use super::Shared;
 use super::job::ProcJob;
 use super::lanes::{Answer, LANE_MIN, LANES, Lanes, Way};
+use super::progress::Progress;
 use super::spawn::{WorkerProcess, start_worker, write_all_blocking};
-use super::wire::{Fill, FrameWriter, FromWorker, ToWorker, decode_header};
+use super::wire::{Fill, FrameReader, FrameWriter, FromWorker, ToWorker, decode_header};
 use crate::error::{Error, ExitCause, Result};
 use crate::queue::Phase;
 use std::collections::VecDeque;
@@ -21,8 +23,32 @@ use std::time::{Duration, Instant};
 /// One worker's place in the pool; its process comes and goes, the slot stays.
 pub(crate) struct Slot {
     state: Mutex<SlotState>,
+    /// The live worker's incoming side, read by the supervisor or by a helper.
+    /// Lock order: `reading` before `state`.
+    reading: Mutex<Option<Reading>>,
     /// Written to wake the supervisor thread out of `poll`.
     wake: OwnedFd,
+}
+
+/// The incoming side of one worker.
+struct Reading {
+    sock: Arc<UnixStream>,
+    reader: FrameReader,
+    lanes: Arc<Lanes>,
+    progress: Arc<Progress>,
+    /// The socket has reached its end: only the supervisor acts on that.
+    eof: bool,
+}
+
+/// What reading a worker's socket found.
+enum Heard {
+    /// This many bytes (0: nothing yet); every whole answer among them is handled.
+    Bytes(usize),
+    /// The worker closed its end: it exited or died.
+    Eof,
+    /// The worker broke the protocol (or the socket failed); the job at the head of
+    /// its pipeline has been failed with this.
+    Broken(Error),
 }
 
 /// What submitters and the supervisor share, under the slot's lock.
@@ -45,6 +71,8 @@ struct SlotState {
     /// Running estimate of one task's time on this worker, in nanoseconds (an upper
     /// bound: it includes the wait in the pipeline). Deepens the pipeline for tiny tasks.
     task_ns: Option<u64>,
+    /// A helper found the worker broken and killed it: why, for the supervisor.
+    broken: Option<Error>,
 }
 
 /// Jobs kept in flight per worker when tasks are known to be tiny: deep enough that
@@ -53,6 +81,10 @@ const DEEP_PIPELINE: usize = 32;
 
 /// Below this per-task time a task counts as tiny.
 const TINY_TASK_NS: u64 = 50_000;
+
+/// While threads are helping, the supervisor sleeps without watching the socket and
+/// looks again this often (a helper that stops with work in flight wakes it at once).
+const HELPED_RECHECK: Duration = Duration::from_micros(500);
 
 /// Lanes unused this long give their memory back: a pool moving big values keeps
 /// them warm, an idle one does not hold on to them.
@@ -147,12 +179,88 @@ impl Slot {
         use rustix::event::{EventfdFlags, eventfd};
         Ok(Slot {
             state: Mutex::new(SlotState::default()),
+            reading: Mutex::new(None),
             wake: eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?,
         })
     }
 
     fn lock(&self) -> MutexGuard<'_, SlotState> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn lock_reading(&self) -> MutexGuard<'_, Option<Reading>> {
+        self.reading.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// True while jobs sent to the worker are unanswered.
+    pub(crate) fn is_busy(&self) -> bool {
+        !self.lock().inflight.is_empty()
+    }
+
+    /// A helper's turn at the supervisor's job: if an answer is due and nobody else
+    /// is reading, reads and delivers it. True if anything arrived.
+    pub(crate) fn help(&self, shared: &Shared) -> bool {
+        let mut guard = match self.reading.try_lock() {
+            Ok(guard) => guard,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return false,
+        };
+        let Some(r) = guard.as_mut().filter(|r| !r.eof) else {
+            return false;
+        };
+        // Due when the worker has finished every task of the oldest job in flight:
+        // it counts each task finished just before it answers.
+        let due = self
+            .lock()
+            .inflight
+            .front()
+            .map(|f| f.first_task + u64::from(f.job.count));
+        if due.is_none_or(|due| r.progress.counts().1 < due) {
+            return false;
+        }
+        match self.read_answers(shared, r, false) {
+            Heard::Bytes(n) => n > 0,
+            // Deaths and broken workers are the supervisor's to handle.
+            Heard::Eof => {
+                drop(guard);
+                self.wake();
+                false
+            }
+            Heard::Broken(e) => {
+                drop(guard);
+                self.lock().broken = Some(e);
+                self.kill();
+                false
+            }
+        }
+    }
+
+    /// Reads what the worker has sent and handles every whole answer in it.
+    fn read_answers(&self, shared: &Shared, r: &mut Reading, by_supervisor: bool) -> Heard {
+        let n = match r.reader.fill(&*r.sock) {
+            Ok(Fill::Read(n)) => n,
+            Ok(Fill::Eof) => {
+                r.eof = true;
+                return Heard::Eof;
+            }
+            Err(e) => {
+                r.eof = true;
+                return Heard::Broken(e.into());
+            }
+        };
+        match self.handle_frames(shared, r, by_supervisor) {
+            Ok(()) => Heard::Bytes(n),
+            Err(e) => {
+                r.eof = true;
+                // The answer at the head of the pipeline is the bad one: fail its job
+                // rather than run it again on the next worker, forever.
+                let head = self.lock().inflight.pop_front();
+                if let Some(head) = head {
+                    head.job.fail(&e);
+                }
+                Heard::Broken(e)
+            }
+        }
     }
 
     /// True when a worker is here with nothing in flight.
@@ -278,14 +386,16 @@ impl Slot {
                 shared.config.max_frame,
                 shared.config.task_timeout.is_some(),
             )
-            .and_then(|mut w| match self.install(&w) {
-                Ok(()) => Ok(w),
-                Err(e) => {
-                    let _ = w.child.kill();
-                    reap(&mut w);
-                    Err(e)
-                }
-            });
+            .and_then(
+                |mut w| match self.install(&mut w, shared.config.max_frame) {
+                    Ok(()) => Ok(w),
+                    Err(e) => {
+                        let _ = w.child.kill();
+                        reap(&mut w);
+                        Err(e)
+                    }
+                },
+            );
             let worker = match started {
                 Ok(w) => {
                     failures = 0;
@@ -321,9 +431,17 @@ impl Slot {
         }
     }
 
-    /// Makes `w` the slot's worker, reachable by submitters.
-    fn install(&self, w: &WorkerProcess) -> Result<()> {
+    /// Makes `w` the slot's worker, reachable by submitters and helpers.
+    fn install(&self, w: &mut WorkerProcess, max_frame: usize) -> Result<()> {
         let sock = Arc::new(w.sock.try_clone()?);
+        *self.lock_reading() = Some(Reading {
+            sock: sock.clone(),
+            // Bytes the handshake read past `Hello` stay with the reader.
+            reader: std::mem::replace(&mut w.reader, FrameReader::new(max_frame)),
+            lanes: w.lanes.clone(),
+            progress: w.progress.clone(),
+            eof: false,
+        });
         *self.lock() = SlotState {
             sock: Some(sock),
             lanes: Some(w.lanes.clone()),
@@ -356,29 +474,34 @@ impl Slot {
             if let Some(end) = self.check_timeout(shared, &mut w) {
                 return end;
             }
-            match w.reader.fill(&w.sock) {
-                Ok(Fill::Eof) => return self.bury(shared, &mut w, None),
-                Ok(Fill::Read(n)) => {
-                    if let Err(e) = self.handle_frames(shared, &mut w) {
-                        eprintln!("fondo: worker {}: {e}; killing it", w.pid);
-                        let _ = w.child.kill();
-                        // The answer at the head of the pipeline is the bad one: fail its
-                        // job rather than run it again on the next worker, forever.
-                        let head = self.lock().inflight.pop_front();
-                        if let Some(head) = head {
-                            head.job.fail(&e);
-                        }
-                        return self.bury(shared, &mut w, Some(e));
-                    }
-                    if n > 0 {
-                        spin.reset();
-                        continue;
-                    }
-                }
-                Err(e) => {
+            let broken = self.lock().broken.take();
+            if let Some(e) = broken {
+                // A helper found the worker broken and killed it.
+                return self.bury(shared, &mut w, Some(e));
+            }
+            let heard = match self.lock_reading().as_mut() {
+                Some(r) => self.read_answers(shared, r, true),
+                None => Heard::Eof,
+            };
+            match heard {
+                Heard::Eof => return self.bury(shared, &mut w, None),
+                Heard::Broken(e) => {
+                    eprintln!("fondo: worker {}: {e}; killing it", w.pid);
                     let _ = w.child.kill();
-                    return self.bury(shared, &mut w, Some(e.into()));
+                    return self.bury(shared, &mut w, Some(e));
                 }
+                Heard::Bytes(n) if n > 0 => {
+                    spin.reset();
+                    continue;
+                }
+                Heard::Bytes(_) => {}
+            }
+            let helped = shared.helpers.load(Ordering::Relaxed) > 0;
+            if helped {
+                // A waiting thread reads the answers: stay out of its way.
+                spin.reset();
+                self.wait_for_events(shared, &w, true);
+                continue;
             }
             let busy = !self.lock().inflight.is_empty();
             if busy {
@@ -398,12 +521,13 @@ impl Slot {
                 }
             }
             spin.reset();
-            self.wait_for_events(shared, &w);
+            self.wait_for_events(shared, &w, false);
         }
     }
 
-    /// Blocks in poll on the socket and the wake fd, flushing pending output.
-    fn wait_for_events(&self, shared: &Shared, w: &WorkerProcess) {
+    /// Blocks in poll on the socket (unless threads are helping) and the wake fd,
+    /// flushing pending output.
+    fn wait_for_events(&self, shared: &Shared, w: &WorkerProcess, helped: bool) {
         use rustix::event::{PollFd, PollFlags, Timespec, poll};
         let (want_write, lanes_used) = {
             let mut st = self.lock();
@@ -423,15 +547,21 @@ impl Slot {
             left.clamp(Duration::from_millis(1), Duration::from_millis(50))
         });
         let lanes_due = lanes_used.map(|at| LANE_IDLE.saturating_sub(at.elapsed()));
-        let timeout = match (task_check, lanes_due) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-        .map(|d| Timespec {
-            tv_sec: d.as_secs() as i64,
-            tv_nsec: i64::from(d.subsec_nanos()),
-        });
-        let mut flags = PollFlags::IN;
+        let recheck = helped.then_some(HELPED_RECHECK);
+        let timeout = [task_check, lanes_due, recheck]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|d| Timespec {
+                tv_sec: d.as_secs() as i64,
+                tv_nsec: i64::from(d.subsec_nanos()),
+            });
+        // Helped, the answers are the helpers' to read (a hang-up still wakes us).
+        let mut flags = if helped {
+            PollFlags::empty()
+        } else {
+            PollFlags::IN
+        };
         if want_write {
             flags |= PollFlags::OUT;
         }
@@ -447,13 +577,13 @@ impl Slot {
     }
 
     /// Handles every complete `Done` frame buffered from the worker.
-    fn handle_frames(&self, shared: &Shared, w: &mut WorkerProcess) -> Result<()> {
+    fn handle_frames(&self, shared: &Shared, r: &mut Reading, by_supervisor: bool) -> Result<()> {
         let mut any = false;
-        while let Some(payload) = w.reader.next_frame()? {
+        while let Some(payload) = r.reader.next_frame()? {
             let (header, inline): (FromWorker, &[u8]) = decode_header(payload)?;
             // SAFETY: the header just came from this worker, whose lanes these are,
             // and the lane goes back to it only after `deliver`, below.
-            let answer = unsafe { Answer::locate(header, inline, &w.lanes)? };
+            let answer = unsafe { Answer::locate(header, inline, &r.lanes)? };
             let Answer {
                 job, count, body, ..
             } = answer;
@@ -470,11 +600,11 @@ impl Slot {
             };
             let done =
                 done.ok_or_else(|| Error::Protocol(format!("answer for unknown job {job}")))?;
-            // Deliver unlocked: sinks may run user callbacks.
+            // Deliver without the state lock: sinks may run user callbacks.
             let delivered = done.job.deliver(count, body);
             if let Some(lane) = answer.lane {
                 self.lock().lanes_used = Some(Instant::now());
-                w.progress.release_up_lane(lane);
+                r.progress.release_up_lane(lane);
             }
             if let Err(e) = delivered {
                 done.job.fail(&e);
@@ -484,7 +614,7 @@ impl Slot {
             any = true;
         }
         if any {
-            self.pump(shared, true, usize::MAX, true);
+            self.pump(shared, by_supervisor, usize::MAX, true);
         }
         Ok(())
     }
@@ -514,6 +644,8 @@ impl Slot {
     /// After a worker died (or was killed with `reason`): blames the task it was
     /// running, requeues the tasks it had not finished reporting, and reaps it.
     fn bury(&self, shared: &Shared, w: &mut WorkerProcess, reason: Option<Error>) -> End {
+        // Helpers stop reading this worker (waiting out one that is delivering now).
+        *self.lock_reading() = None;
         let inflight = {
             let mut st = self.lock();
             st.sock = None;

@@ -26,7 +26,7 @@ pub(crate) struct WorkerProcess {
     pub(crate) child: Child,
     pub(crate) pid: u32,
     pub(crate) sock: UnixStream,
-    pub(crate) progress: Progress,
+    pub(crate) progress: std::sync::Arc<Progress>,
     /// Shared memory for big bodies, both ways.
     pub(crate) lanes: std::sync::Arc<Lanes>,
     pub(crate) reader: FrameReader,
@@ -53,7 +53,7 @@ pub(crate) fn start_worker(
         child,
         pid,
         sock: ours,
-        progress,
+        progress: std::sync::Arc::new(progress),
         lanes: std::sync::Arc::new(lanes),
         reader: FrameReader::new(max_frame),
     };
