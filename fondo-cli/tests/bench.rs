@@ -24,6 +24,7 @@ const EXPECTED: &[(&str, &str, Option<u64>)] = &[
     ("payload_roundtrip", "fondo_processes", Some(2)),
     ("payload_roundtrip_bytes", "fondo_processes", Some(2)),
     ("memcpy", "rust", Some(1)),
+    ("alloc_copy", "rust", Some(1)),
     ("pool_create_first_close", "fondo_processes", Some(2)),
     ("pool_create_first_close", "fondo_threads", Some(2)),
 ];

@@ -12,8 +12,10 @@
 //! - **overheads** of a 2-worker process pool: `apply_async(noop).get()` round trip
 //!   next to a raw socketpair ping-pong (blocking and spinning) measured in the same
 //!   run; `map(noop, 1M)` with automatic chunks; `imap(noop)` with chunksize 1; a
-//!   64 MiB × 8 payload round trip through an identity function on `Vec<u8>` (and on
-//!   a byte-string newtype), next to memcpy bandwidth; pool(2) create + first task +
+//!   64 MiB × 8 payload round trip through an identity function on a byte string
+//!   (the goal figure: CPython's payload is `bytes`) and on `Vec<u8>` (which serde
+//!   sends element by element), next to memcpy bandwidth and the speed of filling a
+//!   fresh allocation (`alloc_copy`), which bound it; pool(2) create + first task +
 //!   close. The same on `Pool::threads(2)` where it applies, for contrast.
 //!
 //! Each figure runs once untimed (warm-up), then `--repeat` times (default 5,
@@ -75,7 +77,7 @@
 //! | `map_noop`, `imap_noop_chunk1` (tasks_per_s) | `fondo_processes`, `fondo_threads`, `cpython` (2) |
 //! | `payload_roundtrip` (GB_per_s) | `fondo_processes`, `cpython` (2) |
 //! | `payload_roundtrip_bytes` (GB_per_s) | `fondo_processes` (2) |
-//! | `memcpy` (GB_per_s) | `rust` (1) |
+//! | `memcpy`, `alloc_copy` (GB_per_s) | `rust` (1) |
 //! | `pool_create_first_close` (ms) | `fondo_processes`, `fondo_threads`, `cpython` (2) |
 //!
 //! The `cpython*` entries are present only when `python.status` is `ran`.

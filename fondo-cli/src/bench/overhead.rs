@@ -260,6 +260,22 @@ pub fn run(r: &mut Runner, sizes: &Sizes) {
         })
     });
 
+    // What a decoded value costs before any copying between processes: a fresh
+    // allocation, faulted in page by page as it is filled. Every payload round trip
+    // pays it twice (the worker's argument, the caller's result).
+    r.step("alloc_copy", "rust", Some(1), Unit::GbPerSec, || {
+        let src = vec![7u8; size];
+        sample(repeat, || {
+            let (t, copies) = timed(|| {
+                (0..tasks)
+                    .map(|_| black_box(&src).clone())
+                    .collect::<Vec<_>>()
+            });
+            drop(copies);
+            Ok((size * tasks) as f64 / t / 1e9)
+        })
+    });
+
     for system in ["fondo_processes", "fondo_threads"] {
         r.step(
             "pool_create_first_close",
