@@ -2,10 +2,12 @@
 //! shared-memory lanes instead of the socket; they must arrive intact both ways,
 //! survive a worker dying with a lane in use, and give their memory back when idle.
 
+mod common;
+use common::eventually;
+
 use fondo::{Pool, Result};
 use std::path::Path;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Every body of at least this many bytes goes through a lane when one is free.
 const LANE_MIN: usize = 1 << 20;
@@ -47,19 +49,6 @@ fn shmem_kb(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("RssShmem:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
-}
-
-fn eventually(guard: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + guard;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]

@@ -20,6 +20,9 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
+mod common;
+use common::eventually;
+
 use fondo::{Error, ExitCause, Pool, Result};
 use serde::{Deserialize, Serialize};
 
@@ -125,20 +128,6 @@ fn is_our_child(pid: u32) -> bool {
 /// True while `pid` exists and is not a zombie.
 fn is_running(pid: u32) -> bool {
     matches!(proc_state(pid), Some((s, _)) if s != 'Z' && s != 'X')
-}
-
-/// Polls `cond` until it holds or `guard` passes; true if it held.
-fn eventually(guard: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + guard;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(5));
-    }
 }
 
 /// Asserts every pid has been reaped (or is reaped within `GONE_GUARD`).
