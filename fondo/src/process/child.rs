@@ -40,7 +40,7 @@ where
     let _ = f; // zero-sized: the worker conjures its own copy from the offset
     let mut body = Vec::new();
     push_item(&mut body, &args).map_err(|e| serde_error("arguments", e))?;
-    let mut worker = start_worker(None, DEFAULT_MAX_FRAME, false)?;
+    let mut worker = start_worker(None, DEFAULT_MAX_FRAME, false, None)?;
     let mut out = FrameWriter::default();
     let run = ToWorker::Run {
         job: 0,

@@ -99,9 +99,9 @@ pub fn worker_reads(bytes: &[u8], max_frame: usize, chunk: usize) -> Result<Deco
                     .ok_or_else(|| Error::Protocol("entry offset outside the executable".into()))?;
                 decoded.results.extend(run_batch(body, count, max_frame)?);
             }
-            // Fuzzed bytes come without shared memory: a lane frame has no body here.
-            ToWorker::RunInLane { .. } => {
-                return Err(Error::Protocol("a lane frame without lanes".into()));
+            // Fuzzed bytes come without shared memory: such a frame has no body here.
+            ToWorker::RunInLane { .. } | ToWorker::RunInArena { .. } => {
+                return Err(Error::Protocol("a shared-memory frame without it".into()));
             }
             ToWorker::Shutdown => stopped = true,
         }

@@ -1,7 +1,8 @@
 //! `ProcJob`: a batch with its arguments already encoded, its function named by
 //! offset, and a type-erased sink that decodes the worker's answer.
 
-use super::wire::{WireResult, next_item, push_item, serde_error};
+use super::arena::{Arena, ArgBuf, ArgBytes};
+use super::wire::{Out, WireResult, next_item, push_item, serde_error};
 use crate::error::{Error, Result};
 use crate::pool::Batch;
 use crate::sink::Sink;
@@ -43,11 +44,13 @@ impl<R: DeserializeOwned + Send + 'static> Outcomes for Typed<R> {
     }
 }
 
-/// Large argument buffers kept for reuse: a fresh multi-megabyte buffer costs a page
-/// fault per 4 KiB, more than encoding into it.
+/// Where arguments are encoded: big ones into the pool's shared arena, the rest
+/// into heap buffers, large ones kept for reuse (a fresh multi-megabyte buffer costs
+/// a page fault per 4 KiB, more than encoding into it).
 #[derive(Default)]
 pub(crate) struct Buffers {
     spare: std::sync::Mutex<Vec<Vec<u8>>>,
+    arena: Option<Arc<Arena>>,
 }
 
 /// Buffers smaller than this are not worth keeping.
@@ -56,24 +59,39 @@ const KEEP_BUFFER: usize = 1 << 20;
 const KEEP_COUNT: usize = 4;
 
 impl Buffers {
+    /// Buffers that move big arguments into `arena`.
+    pub(crate) fn new(arena: Option<Arc<Arena>>) -> Buffers {
+        Buffers {
+            spare: std::sync::Mutex::default(),
+            arena,
+        }
+    }
+
+    /// The arena big arguments go to, to hand to workers.
+    pub(crate) fn arena(&self) -> Option<&Arc<Arena>> {
+        self.arena.as_ref()
+    }
+
     /// An empty buffer, with capacity left from an earlier job when there is one.
-    pub(crate) fn take(&self) -> Vec<u8> {
-        self.spare
+    pub(crate) fn take(&self) -> ArgBuf {
+        let spare = self
+            .spare
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .pop()
-            .unwrap_or_default()
+            .unwrap_or_default();
+        ArgBuf::new(spare, self.arena.clone())
     }
 
-    /// Keeps a finished job's argument buffer if it is large and nobody else holds it.
-    pub(crate) fn give(&self, args: Arc<Vec<u8>>) {
-        let Ok(mut buf) = Arc::try_unwrap(args) else {
+    /// Keeps a finished job's heap buffer if it is large and nobody else holds it
+    /// (an arena slot goes back to the arena by itself).
+    pub(crate) fn give(&self, args: Arc<ArgBytes>) {
+        let Some(buf) = Arc::try_unwrap(args).ok().and_then(ArgBytes::into_heap) else {
             return;
         };
         if buf.capacity() < KEEP_BUFFER {
             return;
         }
-        buf.clear();
         let mut spare = self
             .spare
             .lock()
@@ -89,7 +107,7 @@ pub(crate) struct ProcJob {
     /// Offset of the entry point that runs this batch.
     pub(crate) entry: i64,
     /// The encoded argument tuples, shared so a resend after a worker death is free.
-    pub(crate) args: Arc<Vec<u8>>,
+    pub(crate) args: Arc<ArgBytes>,
     pub(crate) count: u32,
     /// Index of the first task in its submission.
     pub(crate) start: usize,
@@ -120,11 +138,11 @@ impl ProcJob {
         let mut args = buffers.take();
         let mut first = batch.start;
         let mut count = 0u32;
-        let flush = |args: &mut Vec<u8>, first: usize, count: &mut u32, jobs: &mut Vec<ProcJob>| {
+        let flush = |args: &mut ArgBuf, first: usize, count: &mut u32, jobs: &mut Vec<ProcJob>| {
             if *count > 0 {
                 jobs.push(ProcJob {
                     entry,
-                    args: Arc::new(std::mem::replace(args, buffers.take())),
+                    args: Arc::new(std::mem::replace(args, buffers.take()).freeze()),
                     count: *count,
                     start: first,
                     outcomes: outcomes.clone(),
@@ -171,13 +189,13 @@ impl ProcJob {
         let cut = byte_offset(&self.args, at)?;
         let tail = ProcJob {
             entry: self.entry,
-            args: Arc::new(self.args[cut..].to_vec()),
+            args: Arc::new(ArgBytes::Heap(self.args[cut..].to_vec())),
             count: self.count - at,
             start: self.start + at as usize,
             outcomes: self.outcomes.clone(),
             attempts: self.attempts,
         };
-        self.args = Arc::new(self.args[..cut].to_vec());
+        self.args = Arc::new(ArgBytes::Heap(self.args[..cut].to_vec()));
         self.count = at;
         Some(tail)
     }

@@ -10,10 +10,10 @@
 //! - an *up* lane is written by the worker before it sends `DoneInLane`, read by the
 //!   parent while it decodes that answer, and handed back through the progress page.
 
+use super::shm::Region;
 use super::wire::FromWorker;
 use crate::error::{Error, Result};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::ptr::NonNull;
+use std::os::fd::{BorrowedFd, OwnedFd};
 
 /// Lanes each way: two, so one body can be written while the other is read.
 pub(crate) const LANES: usize = 2;
@@ -31,84 +31,53 @@ pub(crate) enum Way {
 }
 
 /// One process's mapping of a worker's lanes.
+#[derive(Debug)]
 pub(crate) struct Lanes {
-    base: NonNull<u8>,
+    region: Region,
     /// Bytes per lane.
     lane_len: usize,
-    fd: OwnedFd,
 }
-
-// SAFETY: `Lanes` is a pointer to a shared mapping that lives as long as the value;
-// every access goes through `write`/`read`, whose callers uphold the lane-ownership
-// protocol in the module docs, whatever thread they run on.
-unsafe impl Send for Lanes {}
-// SAFETY: as above.
-unsafe impl Sync for Lanes {}
 
 impl Lanes {
     /// Fresh lanes of `lane_len` bytes each (parent side), in a memfd the worker inherits.
     pub(crate) fn create(lane_len: usize) -> Result<Lanes> {
-        use rustix::fs::{MemfdFlags, ftruncate, memfd_create};
-        let fd = memfd_create("fondo-lanes", MemfdFlags::CLOEXEC)?;
-        ftruncate(&fd, Self::total(lane_len)? as u64)?;
-        Self::map(fd, lane_len)
+        let region = Region::create("fondo-lanes", Self::total(lane_len)?)?;
+        Ok(Lanes { region, lane_len })
     }
 
     /// Maps the lanes the parent created (worker side).
     pub(crate) fn open(fd: OwnedFd, lane_len: usize) -> Result<Lanes> {
-        let size = rustix::fs::fstat(&fd)?.st_size;
-        if u64::try_from(size).ok() != Some(Self::total(lane_len)? as u64) {
-            return Err(Error::Protocol(format!(
-                "lanes file of {size} bytes, expected {} lanes of {lane_len}",
-                2 * LANES
-            )));
-        }
-        Self::map(fd, lane_len)
+        let region = Region::open(fd, Self::total(lane_len)?)?;
+        Ok(Lanes { region, lane_len })
     }
 
     fn total(lane_len: usize) -> Result<usize> {
         lane_len
             .checked_mul(2 * LANES)
-            .filter(|&n| n > 0)
             .ok_or_else(|| Error::Config(format!("lanes of {lane_len} bytes do not fit memory")))
-    }
-
-    fn map(fd: OwnedFd, lane_len: usize) -> Result<Lanes> {
-        use rustix::mm::{MapFlags, ProtFlags, mmap};
-        let total = Self::total(lane_len)?;
-        // SAFETY: a fresh shared mapping (no address hint: nothing existing is
-        // replaced) of a memfd exactly `total` bytes long, unmapped only in Drop. The
-        // memfd is sparse: the mapping costs address space, not memory.
-        let ptr = unsafe {
-            mmap(
-                std::ptr::null_mut(),
-                total,
-                ProtFlags::READ | ProtFlags::WRITE,
-                MapFlags::SHARED | MapFlags::NORESERVE,
-                &fd,
-                0,
-            )?
-        };
-        let base = NonNull::new(ptr.cast::<u8>())
-            .ok_or_else(|| Error::Protocol("mmap returned null".into()))?;
-        Ok(Lanes { base, lane_len, fd })
     }
 
     /// The memfd, to hand to the worker.
     pub(crate) fn fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
+        self.region.fd()
     }
 
-    fn start(&self, way: Way, lane: usize) -> Result<*mut u8> {
+    /// Where lane `lane` starts, checking that `len` bytes fit it.
+    fn start(&self, way: Way, lane: usize, len: usize) -> Result<usize> {
         if lane >= LANES {
             return Err(Error::Protocol(format!("no lane {lane}")));
+        }
+        if len > self.lane_len {
+            return Err(Error::Protocol(format!(
+                "a body of {len} bytes exceeds the {}-byte lane",
+                self.lane_len
+            )));
         }
         let index = match way {
             Way::Down => lane,
             Way::Up => LANES + lane,
         };
-        // SAFETY: index < 2 * LANES, so the offset stays inside the mapping.
-        Ok(unsafe { self.base.as_ptr().add(index * self.lane_len) })
+        Ok(index * self.lane_len)
     }
 
     /// Copies `bytes` to the start of a lane.
@@ -117,19 +86,9 @@ impl Lanes {
     /// The caller must own the lane under the module's protocol: no other process
     /// or thread reads or writes it until the caller hands it over.
     pub(crate) unsafe fn write(&self, way: Way, lane: usize, bytes: &[u8]) -> Result<()> {
-        if bytes.len() > self.lane_len {
-            return Err(Error::Protocol(format!(
-                "a body of {} bytes exceeds the {}-byte lane",
-                bytes.len(),
-                self.lane_len
-            )));
-        }
-        let dst = self.start(way, lane)?;
-        // SAFETY: `dst .. dst + len` lies inside the lane (checked above) inside our
-        // mapping, which cannot overlap `bytes` (a slice of this process's own memory
-        // outside the mapping, or of another lane); the caller owns the lane.
-        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), dst, bytes.len()) };
-        Ok(())
+        let at = self.start(way, lane, bytes.len())?;
+        // SAFETY: forwarded from the caller's contract.
+        unsafe { self.region.write(at, bytes) }
     }
 
     /// The first `len` bytes of a lane.
@@ -139,29 +98,15 @@ impl Lanes {
     /// slice lives: its writer has handed it over and will not touch it again until
     /// the caller hands it back.
     pub(crate) unsafe fn read(&self, way: Way, lane: usize, len: usize) -> Result<&[u8]> {
-        if len > self.lane_len {
-            return Err(Error::Protocol(format!(
-                "a lane body of {len} bytes exceeds the {}-byte lane",
-                self.lane_len
-            )));
-        }
-        let src = self.start(way, lane)?;
-        // SAFETY: in bounds (checked above), initialised (memfd pages read as zero
-        // until written), and unchanging while the caller owns the lane.
-        Ok(unsafe { std::slice::from_raw_parts(src, len) })
+        let at = self.start(way, lane, len)?;
+        // SAFETY: forwarded from the caller's contract.
+        unsafe { self.region.read(at, len) }
     }
 
     /// Gives the lanes' memory back to the system; the next body faults it in again.
     /// Only while no lane is in use.
     pub(crate) fn release_memory(&self) {
-        use rustix::fs::{FallocateFlags, fallocate};
-        let total = self.lane_len * 2 * LANES;
-        let _ = fallocate(
-            &self.fd,
-            FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE,
-            0,
-            total as u64,
-        );
+        self.region.release(0, self.lane_len * 2 * LANES);
     }
 }
 
@@ -218,24 +163,6 @@ impl<'a> Answer<'a> {
                 "unexpected Hello from a running worker".into(),
             )),
         }
-    }
-}
-
-impl Drop for Lanes {
-    fn drop(&mut self) {
-        // SAFETY: we mapped exactly this region in `map`; slices from `read` borrow
-        // `self`, so none outlives it.
-        unsafe {
-            let _ = rustix::mm::munmap(self.base.as_ptr().cast(), self.lane_len * 2 * LANES);
-        }
-    }
-}
-
-impl std::fmt::Debug for Lanes {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Lanes")
-            .field("lane_len", &self.lane_len)
-            .finish_non_exhaustive()
     }
 }
 

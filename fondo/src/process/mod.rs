@@ -1,6 +1,7 @@
 //! The process backend: workers are copies of this executable, tasks are plain
 //! `fn`s (or capture-free closures) with serde data.
 
+mod arena;
 mod child;
 pub(crate) mod entry;
 #[doc(hidden)]
@@ -8,6 +9,7 @@ pub mod fuzz;
 pub(crate) mod job;
 pub(crate) mod lanes;
 pub(crate) mod progress;
+mod shm;
 mod slot;
 mod spawn;
 pub(crate) mod wire;
@@ -184,6 +186,7 @@ impl Builder {
     /// worker has started and proved it runs this same executable.
     pub fn processes(self) -> Result<Pool<Processes>> {
         let config = self.settle()?;
+        let (workers, max_frame) = (config.workers, config.max_frame);
         let slots = (0..config.workers)
             .map(|_| Slot::new().map(Arc::new))
             .collect::<Result<Vec<_>>>()?;
@@ -193,7 +196,7 @@ impl Builder {
             slots,
             next_job: AtomicU64::new(0),
             lost: Mutex::new(0),
-            buffers: job::Buffers::default(),
+            buffers: job::Buffers::new(arena::Arena::for_pool(workers, max_frame)?),
             helpers: AtomicUsize::new(0),
         });
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();

@@ -73,6 +73,9 @@ struct SlotState {
     task_ns: Option<u64>,
     /// A helper found the worker broken and killed it: why, for the supervisor.
     broken: Option<Error>,
+    /// The worker answered the job at the head of the pipeline with a bad frame:
+    /// that job fails when the worker is buried.
+    blame_head: bool,
 }
 
 /// Jobs kept in flight per worker when tasks are known to be tiny: deep enough that
@@ -105,9 +108,21 @@ impl SlotState {
         (0..LANES).find(|&lane| self.inflight.iter().all(|f| f.lane != Some(lane)))
     }
 
-    /// Queues job `id` for the worker: its arguments through a free down lane when
-    /// they are big, else inline. Returns the lane used.
+    /// Queues job `id` for the worker: its arguments where they are when in the
+    /// pool's arena, through a free down lane when big, else inline. Returns the lane
+    /// used.
     fn send(&mut self, id: u64, job: &ProcJob, max_frame: usize) -> Result<Option<usize>> {
+        if let Some((slot, len)) = job.args.in_arena() {
+            let run = ToWorker::RunInArena {
+                job: id,
+                entry: job.entry,
+                count: job.count,
+                slot: slot as u32,
+                len: len as u64,
+            };
+            self.writer.push(&run, max_frame, |_| {})?;
+            return Ok(None);
+        }
         if job.args.len() >= LANE_MIN
             && let Some(lanes) = self.lanes.clone()
             && let Some(lane) = self.free_down_lane()
@@ -252,12 +267,10 @@ impl Slot {
             Ok(()) => Heard::Bytes(n),
             Err(e) => {
                 r.eof = true;
-                // The answer at the head of the pipeline is the bad one: fail its job
-                // rather than run it again on the next worker, forever.
-                let head = self.lock().inflight.pop_front();
-                if let Some(head) = head {
-                    head.job.fail(&e);
-                }
+                // The answer at the head of the pipeline is the bad one: its job fails
+                // rather than run again on the next worker, forever — once the worker
+                // is reaped, as it may still be reading the job's arguments.
+                self.lock().blame_head = true;
                 Heard::Broken(e)
             }
         }
@@ -385,6 +398,7 @@ impl Slot {
                 shared.config.initializer,
                 shared.config.max_frame,
                 shared.config.task_timeout.is_some(),
+                shared.buffers.arena().map(|a| &**a),
             )
             .and_then(
                 |mut w| match self.install(&mut w, shared.config.max_frame) {
@@ -547,8 +561,13 @@ impl Slot {
             left.clamp(Duration::from_millis(1), Duration::from_millis(50))
         });
         let lanes_due = lanes_used.map(|at| LANE_IDLE.saturating_sub(at.elapsed()));
+        // Free arena slots give their memory back the same way.
+        let arena_due = shared
+            .buffers
+            .arena()
+            .and_then(|a| a.release_idle(LANE_IDLE));
         let recheck = helped.then_some(HELPED_RECHECK);
-        let timeout = [task_check, lanes_due, recheck]
+        let timeout = [task_check, lanes_due, arena_due, recheck]
             .into_iter()
             .flatten()
             .min()
@@ -646,13 +665,23 @@ impl Slot {
     fn bury(&self, shared: &Shared, w: &mut WorkerProcess, reason: Option<Error>) -> End {
         // Helpers stop reading this worker (waiting out one that is delivering now).
         *self.lock_reading() = None;
-        let inflight = {
+        let (mut inflight, blame_head) = {
             let mut st = self.lock();
             st.sock = None;
             st.pid = 0;
-            std::mem::take(&mut st.inflight)
+            (
+                std::mem::take(&mut st.inflight),
+                std::mem::take(&mut st.blame_head),
+            )
         };
         let cause = reap(w);
+        if blame_head && let Some(head) = inflight.pop_front() {
+            head.job.fail(
+                reason
+                    .as_ref()
+                    .unwrap_or(&Error::Protocol("the worker broke the protocol".into())),
+            );
+        }
         let (started, finished) = w.progress.counts();
         let culprit_error = match reason {
             Some(e) => e,

@@ -1,6 +1,7 @@
 //! Starting a worker process: the same executable re-executed with a private
 //! socketpair and progress page, then a handshake that proves it is the same program.
 
+use super::arena::Arena;
 use super::lanes::Lanes;
 use super::progress::Progress;
 use super::wire::{
@@ -37,15 +38,22 @@ pub(crate) fn start_worker(
     initializer: Option<fn()>,
     max_frame: usize,
     timed: bool,
+    arena: Option<&Arena>,
 ) -> Result<WorkerProcess> {
     super::worker::keep_linked();
     let (ours, theirs) = UnixStream::pair()?;
     let progress = Progress::create()?;
     progress.set_timed(timed);
     let lanes = Lanes::create(max_frame)?;
-    let inherited = [theirs.as_fd(), progress.fd(), lanes.fd()];
-    let command = worker_command(inherited, max_frame);
-    let child = spawn_on_keeper(command, inherited.map(|fd| fd.as_raw_fd()))?;
+    let inherited = [
+        theirs.as_raw_fd(),
+        progress.fd().as_raw_fd(),
+        lanes.fd().as_raw_fd(),
+        arena.map_or(-1, |a| a.fd().as_raw_fd()),
+    ];
+    let arena_slots = arena.map_or(0, Arena::slots);
+    let command = worker_command(inherited, arena_slots, max_frame);
+    let child = spawn_on_keeper(command, inherited)?;
     drop(theirs);
     ours.set_nonblocking(true)?;
     let pid = child.id();
@@ -67,9 +75,9 @@ pub(crate) fn start_worker(
     }
 }
 
-/// `/proc/self/exe`, told where its socket, progress page and lanes are.
-fn worker_command(inherited: [BorrowedFd<'_>; 3], max_frame: usize) -> Command {
-    let [sock, progress, lanes] = inherited.map(|fd| fd.as_raw_fd());
+/// `/proc/self/exe`, told where its socket, progress page, lanes and arena are.
+fn worker_command(inherited: Inherited, arena_slots: usize, max_frame: usize) -> Command {
+    let [sock, progress, lanes, arena] = inherited;
     let mut cmd = Command::new("/proc/self/exe");
     let name = std::env::args_os()
         .next()
@@ -79,7 +87,7 @@ fn worker_command(inherited: [BorrowedFd<'_>; 3], max_frame: usize) -> Command {
         .env(
             WORKER_ENV,
             format!(
-                "{sock},{progress},{lanes},{},{max_frame}",
+                "{sock},{progress},{lanes},{arena},{arena_slots},{},{max_frame}",
                 std::process::id(),
             ),
         )
@@ -87,8 +95,9 @@ fn worker_command(inherited: [BorrowedFd<'_>; 3], max_frame: usize) -> Command {
     cmd
 }
 
-/// The descriptors a worker inherits: socket, progress page, lanes.
-type Inherited = [i32; 3];
+/// The descriptors a worker inherits: socket, progress page, lanes, and the pool's
+/// arena (-1 if none).
+type Inherited = [i32; 4];
 
 type SpawnRequest = (Command, Inherited, mpsc::Sender<std::io::Result<Child>>);
 
@@ -139,7 +148,7 @@ fn spawn_now(cmd: &mut Command, inherited: Inherited) -> std::io::Result<Child> 
                     rustix::io::Errno::SRCH.raw_os_error(),
                 ));
             }
-            for fd in inherited {
+            for fd in inherited.into_iter().filter(|&fd| fd >= 0) {
                 let fd = BorrowedFd::borrow_raw(fd);
                 rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty())?;
             }

@@ -33,6 +33,19 @@ pub(crate) enum ToWorker {
     },
     /// Finish and exit.
     Shutdown,
+    /// As `Run`, with the body in the pool's arena, slot `slot`.
+    RunInArena {
+        /// Parent's id for the job; echoed in the answer.
+        job: u64,
+        /// Offset of the batch entry point from the anchor.
+        entry: i64,
+        /// Number of tasks in the body.
+        count: u32,
+        /// Which arena slot holds the body.
+        slot: u32,
+        /// Length of the body.
+        len: u64,
+    },
     /// As `Run`, with the body in down lane `lane` instead of the frame.
     RunInLane {
         /// Parent's id for the job; echoed in the answer.
@@ -143,15 +156,50 @@ pub(crate) fn serde_error(what: &'static str, e: postcard::Error) -> Error {
     }
 }
 
-/// A postcard output that appends to a borrowed `Vec`, so many values can share one
-/// buffer without a copy each.
-struct AppendTo<'a>(&'a mut Vec<u8>);
+/// Where encoded bytes go: a `Vec`, or a buffer that may move into shared memory
+/// as it grows (`arena::ArgBuf`).
+pub(crate) trait Out {
+    /// Bytes written so far.
+    fn len(&self) -> usize;
+    /// Appends `bytes`.
+    fn extend(&mut self, bytes: &[u8]);
+    /// Appends one byte (postcard writes many that way).
+    fn push(&mut self, byte: u8) {
+        self.extend(&[byte]);
+    }
+    /// Forgets everything after the first `len` bytes.
+    fn truncate(&mut self, len: usize);
+    /// Overwrites the 4 bytes at `at` (a length prefix written earlier).
+    fn patch(&mut self, at: usize, bytes: [u8; 4]);
+}
 
-impl postcard::ser_flavors::Flavor for AppendTo<'_> {
+impl Out for Vec<u8> {
+    fn len(&self) -> usize {
+        Vec::len(self)
+    }
+    fn extend(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+    fn push(&mut self, byte: u8) {
+        Vec::push(self, byte);
+    }
+    fn truncate(&mut self, len: usize) {
+        Vec::truncate(self, len);
+    }
+    fn patch(&mut self, at: usize, bytes: [u8; 4]) {
+        self[at..at + 4].copy_from_slice(&bytes);
+    }
+}
+
+/// A postcard output that appends to a borrowed buffer, so many values can share
+/// one buffer without a copy each.
+struct AppendTo<'a, O: ?Sized>(&'a mut O);
+
+impl<O: Out + ?Sized> postcard::ser_flavors::Flavor for AppendTo<'_, O> {
     type Output = ();
 
     fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
-        self.0.extend_from_slice(data);
+        self.0.extend(data);
         Ok(())
     }
     fn try_push(&mut self, data: u8) -> postcard::Result<()> {
@@ -164,12 +212,12 @@ impl postcard::ser_flavors::Flavor for AppendTo<'_> {
 }
 
 /// Appends `value`'s encoding to `out`; on failure `out` is left as it was.
-pub(crate) fn encode_into<T: Serialize + ?Sized>(
-    out: &mut Vec<u8>,
+pub(crate) fn encode_into<T: Serialize + ?Sized, O: Out + ?Sized>(
+    out: &mut O,
     value: &T,
 ) -> postcard::Result<()> {
     let mark = out.len();
-    let r = postcard::serialize_with_flavor(value, AppendTo(out));
+    let r = postcard::serialize_with_flavor(value, AppendTo(&mut *out));
     if r.is_err() {
         out.truncate(mark);
     }
@@ -178,19 +226,19 @@ pub(crate) fn encode_into<T: Serialize + ?Sized>(
 
 /// Appends `value` as one length-prefixed item (`u32` LE length, then its postcard
 /// bytes), so a reader can skip an item it cannot decode and go on with the next.
-pub(crate) fn push_item<T: Serialize + ?Sized>(
-    out: &mut Vec<u8>,
+pub(crate) fn push_item<T: Serialize + ?Sized, O: Out + ?Sized>(
+    out: &mut O,
     value: &T,
 ) -> postcard::Result<()> {
     let mark = out.len();
-    out.extend_from_slice(&[0; 4]);
+    out.extend(&[0; 4]);
     if let Err(e) = encode_into(out, value) {
         out.truncate(mark);
         return Err(e);
     }
     match u32::try_from(out.len() - mark - 4) {
         Ok(len) => {
-            out[mark..mark + 4].copy_from_slice(&len.to_le_bytes());
+            out.patch(mark, len.to_le_bytes());
             Ok(())
         }
         Err(_) => {
@@ -359,14 +407,14 @@ const KEEP_BUFFER: usize = 1 << 20;
 
 enum Chunk {
     Owned(Vec<u8>, usize),
-    Shared(Arc<Vec<u8>>, usize),
+    Shared(Arc<dyn AsRef<[u8]> + Send + Sync>, usize),
 }
 
 impl Chunk {
     fn rest(&self) -> &[u8] {
         match self {
             Chunk::Owned(v, at) => &v[*at..],
-            Chunk::Shared(v, at) => &v[*at..],
+            Chunk::Shared(v, at) => &(**v).as_ref()[*at..],
         }
     }
     fn advance(&mut self, n: usize) {
@@ -378,25 +426,27 @@ impl Chunk {
 
 impl FrameWriter {
     /// Queues a frame whose body is already encoded in `body`, shared so a retry can resend it.
-    pub(crate) fn push_shared<H: Serialize>(
+    pub(crate) fn push_shared<H: Serialize, B: AsRef<[u8]> + Send + Sync + 'static>(
         &mut self,
         header: &H,
-        body: &Arc<Vec<u8>>,
+        body: &Arc<B>,
         max_frame: usize,
     ) -> Result<()> {
+        let body: Arc<dyn AsRef<[u8]> + Send + Sync> = body.clone();
+        let body_len = (*body).as_ref().len();
         let mut head = Vec::with_capacity(32);
         encode_frame(
             &mut head,
             header,
-            max_frame.saturating_sub(body.len()),
+            max_frame.saturating_sub(body_len),
             |_| {},
         )?;
-        let len = u32::try_from(head.len() - 4 + body.len())
+        let len = u32::try_from(head.len() - 4 + body_len)
             .map_err(|_| Error::Protocol("frame does not fit a u32 length".into()))?;
         head[..4].copy_from_slice(&len.to_le_bytes());
         self.chunks.push_back(Chunk::Owned(head, 0));
-        if !body.is_empty() {
-            self.chunks.push_back(Chunk::Shared(body.clone(), 0));
+        if body_len > 0 {
+            self.chunks.push_back(Chunk::Shared(body, 0));
         }
         Ok(())
     }

@@ -1,6 +1,7 @@
 //! The worker side: a constructor that diverts a re-executed process into the task
 //! loop before `main` runs, and the loop itself.
 
+use super::arena::Arena;
 use super::entry::{EntryFn, Resolver};
 use super::lanes::{LANE_MIN, LANES, Lanes, Way};
 use super::progress::Progress;
@@ -50,6 +51,9 @@ struct Spec {
     sock: i32,
     progress: i32,
     lanes: i32,
+    /// The pool's arena and its slot count; -1 and 0 for none.
+    arena: i32,
+    arena_slots: usize,
     parent: u32,
     max_frame: usize,
 }
@@ -60,6 +64,8 @@ fn parse_spec(spec: &str) -> Option<Spec> {
         sock: it.next()?.parse().ok()?,
         progress: it.next()?.parse().ok()?,
         lanes: it.next()?.parse().ok()?,
+        arena: it.next()?.parse().ok()?,
+        arena_slots: it.next()?.parse().ok()?,
         parent: it.next()?.parse().ok()?,
         max_frame: it.next()?.parse().ok()?,
     };
@@ -127,13 +133,14 @@ impl Link {
 fn serve(spec: &str) -> Result<()> {
     let spec =
         parse_spec(spec).ok_or_else(|| Error::Protocol(format!("bad worker spec {spec:?}")))?;
-    // SAFETY: the parent cleared CLOEXEC on exactly these three descriptors for us and
+    // SAFETY: the parent cleared CLOEXEC on exactly these descriptors for us and
     // nothing else in this fresh process owns them.
-    let (sock, progress, lanes) = unsafe {
+    let (sock, progress, lanes, arena) = unsafe {
         (
             UnixStream::from_raw_fd(spec.sock),
             OwnedFd::from_raw_fd(spec.progress),
             OwnedFd::from_raw_fd(spec.lanes),
+            (spec.arena >= 0).then(|| OwnedFd::from_raw_fd(spec.arena)),
         )
     };
     if rustix::process::getppid().map(|p| p.as_raw_nonzero().get() as u32) != Some(spec.parent) {
@@ -147,6 +154,10 @@ fn serve(spec: &str) -> Result<()> {
         max_frame: spec.max_frame,
     };
     let lanes = Lanes::open(lanes, spec.max_frame)?;
+    let arena = match arena {
+        Some(fd) => Some(Arena::open(fd, spec.arena_slots, spec.max_frame)?),
+        None => None,
+    };
     let mut answers = Answers {
         progress: Progress::open(progress)?,
         lanes: &lanes,
@@ -208,6 +219,24 @@ fn serve(spec: &str) -> Result<()> {
                 // SAFETY: the parent wrote this down lane before sending the header and
                 // leaves it alone until our answer for this job reaches it.
                 let body = unsafe { lanes.read(Way::Down, usize::from(lane), len)? };
+                let run = entry(e)?;
+                answers.run(&mut link.writer, link.max_frame, (job, count), run, body)?;
+            }
+            ToWorker::RunInArena {
+                job,
+                entry: e,
+                count,
+                slot,
+                len,
+            } => {
+                let arena = arena
+                    .as_ref()
+                    .ok_or_else(|| Error::Protocol("arguments in an arena we lack".into()))?;
+                let len = usize::try_from(len)
+                    .map_err(|_| Error::Protocol(format!("arena body of {len} bytes")))?;
+                // SAFETY: the parent encoded these arguments before sending the header
+                // and leaves the slot alone until our answer for this job reaches it.
+                let body = unsafe { arena.read(slot as usize, len)? };
                 let run = entry(e)?;
                 answers.run(&mut link.writer, link.max_frame, (job, count), run, body)?;
             }
