@@ -10,7 +10,7 @@
 
 use super::lanes::LANE_MIN;
 use super::shm::Region;
-use super::wire::Out;
+use super::spill::{Place, SpillBuf, Window, WindowSource};
 use crate::error::{Error, Result};
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -140,16 +140,14 @@ pub(crate) struct ArenaSlot {
     index: usize,
 }
 
-impl ArenaSlot {
-    /// The slot's bytes, to write.
+impl Window for ArenaSlot {
     fn window(&mut self) -> &mut [u8] {
         let (at, len) = (self.index * self.arena.slot_len, self.arena.slot_len);
         // SAFETY: the slot is ours alone: taken off the free list, and no job holding
-        // it has been queued yet (a queued job's arguments are never mutable).
+        // it has been queued yet (a queued job's arguments are never written).
         unsafe { self.arena.region.write_window(at, len) }.unwrap_or_default()
     }
 
-    /// The first `len` bytes of the slot, to read.
     fn bytes(&self, len: usize) -> &[u8] {
         let at = self.index * self.arena.slot_len;
         // SAFETY: only the owner of the slot writes it, and only through `window`
@@ -165,110 +163,23 @@ impl Drop for ArenaSlot {
     }
 }
 
-/// Arguments being encoded: in a heap `Vec` while small, moved into an arena slot
-/// once they reach `LANE_MIN` (if a slot is free), back to the heap if they outgrow it.
-pub(crate) struct ArgBuf {
-    /// Where to move when big; `None` once moving is not possible or not wanted.
-    arena: Option<Arc<Arena>>,
-    place: Place,
-}
-
-enum Place {
-    Heap(Vec<u8>),
-    Slot { slot: ArenaSlot, len: usize },
-}
-
-impl ArgBuf {
-    /// An empty buffer over `vec` (emptied), which moves into `arena` when big.
-    pub(crate) fn new(mut vec: Vec<u8>, arena: Option<Arc<Arena>>) -> ArgBuf {
-        vec.clear();
-        ArgBuf {
-            arena,
-            place: Place::Heap(vec),
-        }
+impl WindowSource for Arc<Arena> {
+    type W = ArenaSlot;
+    fn take(&mut self) -> Option<ArenaSlot> {
+        Arena::take(self)
     }
+}
 
+/// Arguments being encoded: on the heap while small, in an arena slot once big
+/// (if one is free).
+pub(crate) type ArgBuf = SpillBuf<Arc<Arena>>;
+
+impl From<ArgBuf> for ArgBytes {
     /// The arguments, read-only from now on.
-    pub(crate) fn freeze(self) -> ArgBytes {
-        match self.place {
+    fn from(buf: ArgBuf) -> ArgBytes {
+        match buf.finish().0 {
             Place::Heap(v) => ArgBytes::Heap(v),
-            Place::Slot { slot, len } => ArgBytes::Slot { slot, len },
-        }
-    }
-
-    /// Moves heap bytes into a free slot; false (and no more tries) if none is free.
-    fn move_to_slot(&mut self) -> bool {
-        let Place::Heap(v) = &mut self.place else {
-            return true;
-        };
-        let Some(mut slot) = self.arena.as_ref().and_then(Arena::take) else {
-            self.arena = None;
-            return false;
-        };
-        let len = v.len();
-        slot.window()[..len].copy_from_slice(v);
-        self.place = Place::Slot { slot, len };
-        true
-    }
-
-    /// Moves slot bytes back to the heap (they outgrew the slot); never moves again.
-    fn move_to_heap(&mut self, room: usize) {
-        if let Place::Slot { slot, len } = &self.place {
-            let mut v = Vec::with_capacity(len + room);
-            v.extend_from_slice(slot.bytes(*len));
-            self.arena = None;
-            self.place = Place::Heap(v);
-        }
-    }
-}
-
-impl Out for ArgBuf {
-    fn len(&self) -> usize {
-        match &self.place {
-            Place::Heap(v) => v.len(),
-            Place::Slot { len, .. } => *len,
-        }
-    }
-
-    fn extend(&mut self, bytes: &[u8]) {
-        if self.arena.is_some()
-            && matches!(&self.place, Place::Heap(v) if v.len() + bytes.len() >= LANE_MIN)
-        {
-            self.move_to_slot();
-        }
-        if let Place::Slot { slot, len } = &mut self.place {
-            let end = *len + bytes.len();
-            let window = slot.window();
-            if end <= window.len() {
-                window[*len..end].copy_from_slice(bytes);
-                *len = end;
-                return;
-            }
-            self.move_to_heap(bytes.len());
-        }
-        if let Place::Heap(v) = &mut self.place {
-            v.extend_from_slice(bytes);
-        }
-    }
-
-    fn push(&mut self, byte: u8) {
-        match &mut self.place {
-            Place::Heap(v) if self.arena.is_none() || v.len() + 1 < LANE_MIN => v.push(byte),
-            _ => self.extend(&[byte]),
-        }
-    }
-
-    fn truncate(&mut self, to: usize) {
-        match &mut self.place {
-            Place::Heap(v) => v.truncate(to),
-            Place::Slot { len, .. } => *len = (*len).min(to),
-        }
-    }
-
-    fn patch(&mut self, at: usize, bytes: [u8; 4]) {
-        match &mut self.place {
-            Place::Heap(v) => v[at..at + 4].copy_from_slice(&bytes),
-            Place::Slot { slot, .. } => slot.window()[at..at + 4].copy_from_slice(&bytes),
+            Place::Window { window, len } => ArgBytes::Slot { slot: window, len },
         }
     }
 }
@@ -317,7 +228,7 @@ impl AsRef<[u8]> for ArgBytes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::process::wire::push_item;
+    use crate::process::wire::{Out, push_item};
 
     fn arena(workers: usize) -> Arc<Arena> {
         Arena::for_pool(workers, 4 << 20)
@@ -330,13 +241,13 @@ mod tests {
         let arena = arena(1);
         let mut small = ArgBuf::new(Vec::new(), Some(arena.clone()));
         push_item(&mut small, &[1u8; 100][..]).expect("encode");
-        assert!(small.freeze().in_arena().is_none());
+        assert!(ArgBytes::from(small).in_arena().is_none());
 
         let big = vec![7u8; LANE_MIN + 10];
         let mut buf = ArgBuf::new(Vec::new(), Some(arena.clone()));
         push_item(&mut buf, &(1u32, 2u32)).expect("encode");
         push_item(&mut buf, &big).expect("encode");
-        let frozen = buf.freeze();
+        let frozen = ArgBytes::from(buf);
         let (_, len) = frozen.in_arena().expect("moved into the arena");
         assert_eq!(len, frozen.len());
         // The bytes read back are what a heap buffer would hold.
@@ -351,7 +262,7 @@ mod tests {
         let arena = arena(1);
         let mut buf = ArgBuf::new(Vec::new(), Some(arena.clone()));
         push_item(&mut buf, &vec![3u8; 2 * LANE_MIN]).expect("encode");
-        let frozen = buf.freeze();
+        let frozen = ArgBytes::from(buf);
         let (slot, len) = frozen.in_arena().expect("in the arena");
         let fd = arena.fd().try_clone_to_owned().expect("dup");
         let worker = Arena::open(fd, arena.slots(), 4 << 20).expect("open");
@@ -372,14 +283,14 @@ mod tests {
             .map(|_| {
                 let mut buf = ArgBuf::new(Vec::new(), Some(arena.clone()));
                 buf.extend(&vec![1u8; LANE_MIN]);
-                buf.freeze()
+                ArgBytes::from(buf)
             })
             .collect();
         assert!(held.iter().all(|a| a.in_arena().is_some()));
         let mut extra = ArgBuf::new(Vec::new(), Some(arena.clone()));
         extra.extend(&vec![2u8; LANE_MIN]);
         extra.push(9);
-        let extra = extra.freeze();
+        let extra = ArgBytes::from(extra);
         assert!(extra.in_arena().is_none(), "no slot free: heap");
         assert_eq!(extra.len(), LANE_MIN + 1);
         let freed = held
@@ -389,7 +300,7 @@ mod tests {
         drop(held);
         let mut again = ArgBuf::new(Vec::new(), Some(arena.clone()));
         again.extend(&vec![3u8; LANE_MIN]);
-        let reused = again.freeze().in_arena().map(|(slot, _)| slot);
+        let reused = ArgBytes::from(again).in_arena().map(|(slot, _)| slot);
         assert_eq!(reused, freed, "the warmest free slot is taken first");
     }
 
@@ -401,9 +312,8 @@ mod tests {
         let mut buf = ArgBuf::new(Vec::new(), Some(arena));
         buf.extend(&vec![5u8; LANE_MIN - 2]);
         buf.extend(&[6u8; 2]); // moves into the slot, which it fills exactly
-        assert!(matches!(buf.place, Place::Slot { len: LANE_MIN, .. }));
         buf.extend(&[7u8; 10]);
-        let frozen = buf.freeze();
+        let frozen = ArgBytes::from(buf);
         assert!(frozen.in_arena().is_none());
         assert_eq!(frozen.len(), LANE_MIN + 10);
         assert_eq!(frozen[LANE_MIN - 3..LANE_MIN + 1], [5, 6, 6, 7][..]);
@@ -414,7 +324,7 @@ mod tests {
         let arena = arena(1);
         let mut buf = ArgBuf::new(Vec::new(), Some(arena.clone()));
         buf.extend(&vec![1u8; LANE_MIN]);
-        let (slot, _) = buf.freeze().in_arena().expect("in the arena");
+        let (slot, _) = ArgBytes::from(buf).in_arena().expect("in the arena");
         assert!(
             arena.release_idle(Duration::from_secs(60)).is_some(),
             "not yet"

@@ -2,8 +2,9 @@
 //! entry point from a fixed anchor in the same executable, valid in every process
 //! running that executable whatever ASLR did.
 
+use super::lanes::AnswerBuf;
 use super::progress::Progress;
-use super::wire::{TaskFailure, WireResult, next_item, push_item};
+use super::wire::{Out, TaskFailure, WireResult, next_item, push_item};
 use crate::task::Task;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -11,7 +12,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 /// A batch entry point: decodes `count` argument tuples from `args`, runs the task
 /// on each and appends `count` encoded outcomes to `out`.
-pub(crate) type EntryFn = fn(args: &[u8], count: u32, out: &mut Vec<u8>, progress: &Progress);
+pub(crate) type EntryFn = fn(args: &[u8], count: u32, out: &mut AnswerBuf<'_>, progress: &Progress);
 
 /// The fixed point offsets are measured from. Never inlined or merged: it must have
 /// an address of its own.
@@ -127,7 +128,7 @@ fn conjure<F>() -> F {
 
 /// The monomorphised batch entry point for `F` on `Args`. Each argument tuple and
 /// each outcome is its own length-prefixed item, so one bad item fails one task.
-fn entry_point<F, Args>(mut args: &[u8], count: u32, out: &mut Vec<u8>, progress: &Progress)
+fn entry_point<F, Args>(mut args: &[u8], count: u32, out: &mut AnswerBuf<'_>, progress: &Progress)
 where
     F: Task<Args>,
     Args: DeserializeOwned,
@@ -160,13 +161,13 @@ where
 }
 
 /// Appends one outcome; a result that fails to encode becomes a `Serialization` failure.
-fn push_outcome<R: Serialize>(out: &mut Vec<u8>, outcome: WireResult<R>) {
+fn push_outcome<R: Serialize>(out: &mut impl Out, outcome: WireResult<R>) {
     if let Err(e) = push_item(out, &outcome) {
         let failure: WireResult<()> = Err(TaskFailure::Serialization {
             what: "result".into(),
             message: e.to_string(),
         });
-        // Encoding a String-only enum into a Vec cannot fail.
+        // Encoding a String-only enum into a growable buffer cannot fail.
         let _ = push_item(out, &failure);
     }
 }

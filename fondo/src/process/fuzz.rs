@@ -13,7 +13,9 @@
 
 use super::entry::{Resolver, offset_of_entry};
 use super::job::ProcJob;
+use super::lanes::AnswerBuf;
 use super::progress::Progress;
+use super::spill::Place;
 use super::wire::{Fill, FrameReader, FromWorker, ToWorker, WireResult, decode_header, next_item};
 use crate::error::{Error, Result};
 use crate::pool::Batch;
@@ -258,8 +260,16 @@ fn run_batch(args: &[u8], count: u32, max_frame: usize) -> Result<Vec<Output>> {
     let entry = resolver()
         .entry(entry_offset(task))
         .ok_or_else(|| Error::Protocol("harness entry point not found".into()))?;
-    let mut out = Vec::new();
+    let mut out = AnswerBuf::new(Vec::new(), None);
     entry(args, count, &mut out, progress()?);
+    let out = match out.finish().0 {
+        Place::Heap(v) => v,
+        Place::Window { .. } => {
+            return Err(Error::Protocol(
+                "outcomes moved to a lane that was never offered".into(),
+            ));
+        }
+    };
     if out.len() > max_frame {
         return Err(Error::Protocol(format!(
             "outcomes of {} bytes exceed the {max_frame}-byte frame cap",

@@ -142,7 +142,7 @@ impl ProcJob {
             if *count > 0 {
                 jobs.push(ProcJob {
                     entry,
-                    args: Arc::new(std::mem::replace(args, buffers.take()).freeze()),
+                    args: Arc::new(ArgBytes::from(std::mem::replace(args, buffers.take()))),
                     count: *count,
                     start: first,
                     outcomes: outcomes.clone(),

@@ -11,6 +11,7 @@
 //!   parent while it decodes that answer, and handed back through the progress page.
 
 use super::shm::Region;
+use super::spill::{SpillBuf, Window, WindowSource};
 use super::wire::FromWorker;
 use crate::error::{Error, Result};
 use std::os::fd::{BorrowedFd, OwnedFd};
@@ -103,12 +104,66 @@ impl Lanes {
         unsafe { self.region.read(at, len) }
     }
 
+    /// Up lane `lane`, for the worker to encode an answer straight into.
+    ///
+    /// # Safety
+    /// Worker side, with the lane free: the parent has handed it back after every
+    /// body sent through it, so it reads it no more until the next `DoneInLane`.
+    pub(crate) unsafe fn up_lane(&self, lane: usize) -> Result<UpLane<'_>> {
+        let at = self.start(Way::Up, lane, 0)?;
+        Ok(UpLane {
+            lanes: self,
+            lane,
+            at,
+        })
+    }
+
     /// Gives the lanes' memory back to the system; the next body faults it in again.
     /// Only while no lane is in use.
     pub(crate) fn release_memory(&self) {
         self.region.release(0, self.lane_len * 2 * LANES);
     }
 }
+
+/// A free up lane, owned by the worker while it encodes an answer into it.
+pub(crate) struct UpLane<'l> {
+    lanes: &'l Lanes,
+    lane: usize,
+    at: usize,
+}
+
+impl UpLane<'_> {
+    /// Which lane this is.
+    pub(crate) fn lane(&self) -> usize {
+        self.lane
+    }
+}
+
+impl Window for UpLane<'_> {
+    fn window(&mut self) -> &mut [u8] {
+        // SAFETY: `up_lane`'s contract: the worker owns the lane until it sends the
+        // answer, and this is its only window over it.
+        unsafe { self.lanes.region.write_window(self.at, self.lanes.lane_len) }.unwrap_or_default()
+    }
+
+    fn bytes(&self, len: usize) -> &[u8] {
+        // SAFETY: as for `window`: nobody else writes the lane meanwhile.
+        unsafe { self.lanes.region.read(self.at, len) }.unwrap_or_default()
+    }
+}
+
+/// The up lane an answer may move into when it grows big, if one is free.
+pub(crate) struct FreeUpLane<'l>(pub(crate) Option<UpLane<'l>>);
+
+impl<'l> WindowSource for FreeUpLane<'l> {
+    type W = UpLane<'l>;
+    fn take(&mut self) -> Option<UpLane<'l>> {
+        self.0.take()
+    }
+}
+
+/// A worker's outcomes being encoded: on the heap while small, in a free up lane once big.
+pub(crate) type AnswerBuf<'l> = SpillBuf<FreeUpLane<'l>>;
 
 /// A worker's answer, its body found wherever it travelled.
 pub(crate) struct Answer<'a> {
@@ -169,22 +224,29 @@ impl<'a> Answer<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::process::wire::Out;
 
     #[test]
-    fn a_body_written_by_one_mapping_is_read_by_another() {
-        let parent = Lanes::create(1 << 20).expect("create");
+    fn the_four_lanes_are_apart_and_seen_by_both_mappings() {
+        let parent = Lanes::create(1 << 16).expect("create");
         let fd = parent.fd().try_clone_to_owned().expect("dup");
-        let worker = Lanes::open(fd, 1 << 20).expect("open");
-        let body: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
+        let worker = Lanes::open(fd, 1 << 16).expect("open");
+        let ways = [Way::Down, Way::Up];
         // SAFETY: single-threaded test: nobody else touches the lanes.
         unsafe {
-            parent.write(Way::Down, 1, &body).expect("write");
-            assert_eq!(
-                worker.read(Way::Down, 1, body.len()).expect("read"),
-                &body[..]
-            );
-            worker.write(Way::Up, 0, b"answer").expect("write");
-            assert_eq!(parent.read(Way::Up, 0, 6).expect("read"), b"answer");
+            for (w, way) in ways.iter().enumerate() {
+                for lane in 0..LANES {
+                    let tag = (w * LANES + lane) as u8 + 1;
+                    parent.write(*way, lane, &[tag; 1 << 16]).expect("write");
+                }
+            }
+            for (w, way) in ways.iter().enumerate() {
+                for lane in 0..LANES {
+                    let tag = (w * LANES + lane) as u8 + 1;
+                    let seen = worker.read(*way, lane, 1 << 16).expect("read");
+                    assert!(seen.iter().all(|&b| b == tag), "lane {lane} of {way:?}");
+                }
+            }
         }
     }
 
@@ -197,19 +259,34 @@ mod tests {
             assert!(lanes.write(Way::Down, 0, &[0; 4097]).is_err());
             assert!(lanes.read(Way::Up, 0, 4097).is_err());
             assert!(lanes.read(Way::Down, 7, 1).is_err());
+            assert!(lanes.up_lane(LANES).is_err());
         }
         let fd = lanes.fd().try_clone_to_owned().expect("dup");
         assert!(Lanes::open(fd, 8192).is_err(), "size mismatch refused");
     }
 
     #[test]
-    fn released_memory_reads_as_zero() {
-        let lanes = Lanes::create(1 << 16).expect("create");
-        // SAFETY: single-threaded test.
-        unsafe {
-            lanes.write(Way::Up, 1, &[9; 100]).expect("write");
-            lanes.release_memory();
-            assert_eq!(lanes.read(Way::Up, 1, 100).expect("read"), &[0; 100][..]);
-        }
+    fn an_answer_encoded_into_an_up_lane_is_found_by_the_parent() {
+        let parent = Lanes::create(4 * LANE_MIN).expect("create");
+        let fd = parent.fd().try_clone_to_owned().expect("dup");
+        let worker = Lanes::open(fd, 4 * LANE_MIN).expect("open");
+        // SAFETY: single-threaded test: the lane is free.
+        let lane = unsafe { worker.up_lane(1) }.expect("lane");
+        let mut out = AnswerBuf::new(Vec::new(), Some(FreeUpLane(Some(lane))));
+        out.extend(&vec![42u8; LANE_MIN + 3]);
+        let (crate::process::spill::Place::Window { window, len }, _) = out.finish() else {
+            panic!("a big answer moves into the lane");
+        };
+        let header = FromWorker::DoneInLane {
+            job: 7,
+            count: 1,
+            lane: window.lane() as u8,
+            len: len as u64,
+        };
+        // SAFETY: the "worker" is done writing; nobody touches the lane meanwhile.
+        let answer = unsafe { Answer::locate(header, &[], &parent) }.expect("locate");
+        assert_eq!((answer.job, answer.count, answer.lane), (7, 1, Some(1)));
+        assert_eq!(answer.body.len(), LANE_MIN + 3);
+        assert!(answer.body.iter().all(|&b| b == 42));
     }
 }

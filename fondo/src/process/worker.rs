@@ -3,9 +3,10 @@
 
 use super::arena::Arena;
 use super::entry::{EntryFn, Resolver};
-use super::lanes::{LANE_MIN, LANES, Lanes, Way};
+use super::lanes::{AnswerBuf, FreeUpLane, LANES, Lanes, Way};
 use super::progress::Progress;
 use super::spawn::WORKER_ENV;
+use super::spill::Place;
 use super::wire::{
     ExeId, Fill, FrameReader, FrameWriter, FromWorker, PROTOCOL_VERSION, TaskFailure, ToWorker,
     WireResult, decode_header, push_item,
@@ -263,7 +264,8 @@ struct Answers<'l> {
 }
 
 impl Answers<'_> {
-    /// Runs `count` tasks of `job` through `run` and queues the answer on `writer`.
+    /// Runs `count` tasks of `job` through `run` and queues the answer on `writer`:
+    /// encoded straight into a free up lane once it grows big, else inline.
     fn run(
         &mut self,
         writer: &mut FrameWriter,
@@ -272,9 +274,35 @@ impl Answers<'_> {
         run: EntryFn,
         args: &[u8],
     ) -> Result<()> {
-        self.outcomes.clear();
-        run(args, count, &mut self.outcomes, &self.progress);
-        if let Err(e) = self.send(writer, max_frame, job, count) {
+        let lane = match self.free_up_lane() {
+            // SAFETY: the parent has handed this lane back after every body we sent
+            // through it, so it reads it no more until our next `DoneInLane`.
+            Some(lane) => Some(unsafe { self.lanes.up_lane(lane)? }),
+            None => None,
+        };
+        let mut out = AnswerBuf::new(std::mem::take(&mut self.outcomes), Some(FreeUpLane(lane)));
+        run(args, count, &mut out, &self.progress);
+        let sent = match out.finish() {
+            (Place::Window { window, len }, spare) => {
+                self.outcomes = spare;
+                self.up_sent[window.lane()] += 1;
+                let done = FromWorker::DoneInLane {
+                    job,
+                    count,
+                    lane: window.lane() as u8,
+                    len: len as u64,
+                };
+                writer.push(&done, max_frame, |_| {})
+            }
+            (Place::Heap(body), _) => {
+                let sent = writer.push(&FromWorker::Done { job, count }, max_frame, |out| {
+                    out.extend_from_slice(&body)
+                });
+                self.outcomes = body;
+                sent
+            }
+        };
+        if let Err(e) = sent {
             // The outcomes do not fit a frame: the tasks ran, so report that instead
             // of making the parent refuse the frame and rerun them.
             let failure: WireResult<()> = Err(TaskFailure::Serialization {
@@ -288,35 +316,6 @@ impl Answers<'_> {
             })?;
         }
         Ok(())
-    }
-
-    fn send(
-        &mut self,
-        writer: &mut FrameWriter,
-        max_frame: usize,
-        job: u64,
-        count: u32,
-    ) -> Result<()> {
-        let body = &self.outcomes;
-        if body.len() >= LANE_MIN
-            && body.len() <= max_frame
-            && let Some(lane) = self.free_up_lane()
-        {
-            // SAFETY: the parent has handed this lane back after every body we sent
-            // through it, so it reads it no more until our next `DoneInLane`.
-            unsafe { self.lanes.write(Way::Up, lane, body)? };
-            self.up_sent[lane] += 1;
-            let done = FromWorker::DoneInLane {
-                job,
-                count,
-                lane: lane as u8,
-                len: body.len() as u64,
-            };
-            return writer.push(&done, max_frame, |_| {});
-        }
-        writer.push(&FromWorker::Done { job, count }, max_frame, |out| {
-            out.extend_from_slice(body)
-        })
     }
 
     fn free_up_lane(&self) -> Option<usize> {

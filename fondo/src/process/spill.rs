@@ -1,0 +1,220 @@
+//! `SpillBuf`: an encoding buffer that starts on the heap and, once it holds
+//! `LANE_MIN` bytes, moves into a window of shared memory and goes on writing there,
+//! so a big value is encoded once, straight where the other process reads it.
+
+use super::lanes::LANE_MIN;
+use super::wire::Out;
+
+/// Shared memory a buffer may write into, owned by the writer until handed over.
+pub(crate) trait Window {
+    /// All the window's bytes, to write.
+    fn window(&mut self) -> &mut [u8];
+    /// The first `len` bytes, to read.
+    fn bytes(&self, len: usize) -> &[u8];
+}
+
+/// Where a buffer finds a window when it grows big; asked once at most.
+pub(crate) trait WindowSource {
+    /// The window type handed out.
+    type W: Window;
+    /// A free window, if there is one.
+    fn take(&mut self) -> Option<Self::W>;
+}
+
+/// Where the bytes are.
+pub(crate) enum Place<W> {
+    /// On the heap.
+    Heap(Vec<u8>),
+    /// The first `len` bytes of a window.
+    Window { window: W, len: usize },
+}
+
+/// An encoding buffer that moves into shared memory when it grows big (and back to
+/// the heap, intact, if it outgrows the window).
+pub(crate) struct SpillBuf<S: WindowSource> {
+    /// Asked for a window when the bytes reach `LANE_MIN`; `None` once asked.
+    source: Option<S>,
+    place: Place<S::W>,
+    /// The heap buffer while the bytes are in a window, kept for reuse.
+    spare: Vec<u8>,
+}
+
+impl<S: WindowSource> SpillBuf<S> {
+    /// An empty buffer over `heap` (emptied) that moves into a window from `source`.
+    pub(crate) fn new(mut heap: Vec<u8>, source: Option<S>) -> Self {
+        heap.clear();
+        SpillBuf {
+            source,
+            place: Place::Heap(heap),
+            spare: Vec::new(),
+        }
+    }
+
+    /// Where the bytes ended up, and the heap buffer left over (if they are in a window).
+    pub(crate) fn finish(self) -> (Place<S::W>, Vec<u8>) {
+        (self.place, self.spare)
+    }
+
+    fn move_to_window(&mut self) {
+        let Some(mut window) = self.source.take().and_then(|mut s| s.take()) else {
+            return;
+        };
+        let Place::Heap(heap) = &mut self.place else {
+            return;
+        };
+        let len = heap.len();
+        let Some(dst) = window.window().get_mut(..len) else {
+            return; // The window is smaller than what we hold already: stay.
+        };
+        dst.copy_from_slice(heap);
+        let mut heap = std::mem::take(heap);
+        heap.clear();
+        self.spare = heap;
+        self.place = Place::Window { window, len };
+    }
+
+    fn move_to_heap(&mut self, room: usize) {
+        if let Place::Window { window, len } = &self.place {
+            let mut heap = std::mem::take(&mut self.spare);
+            heap.reserve(len + room);
+            heap.extend_from_slice(window.bytes(*len));
+            self.place = Place::Heap(heap);
+        }
+    }
+}
+
+impl<S: WindowSource> Out for SpillBuf<S> {
+    fn len(&self) -> usize {
+        match &self.place {
+            Place::Heap(v) => v.len(),
+            Place::Window { len, .. } => *len,
+        }
+    }
+
+    fn extend(&mut self, bytes: &[u8]) {
+        if self.source.is_some()
+            && matches!(&self.place, Place::Heap(v) if v.len() + bytes.len() >= LANE_MIN)
+        {
+            self.move_to_window();
+        }
+        if let Place::Window { window, len } = &mut self.place {
+            let end = *len + bytes.len();
+            if let Some(dst) = window.window().get_mut(*len..end) {
+                dst.copy_from_slice(bytes);
+                *len = end;
+                return;
+            }
+            self.move_to_heap(bytes.len());
+        }
+        if let Place::Heap(v) = &mut self.place {
+            v.extend_from_slice(bytes);
+        }
+    }
+
+    fn push(&mut self, byte: u8) {
+        match &mut self.place {
+            Place::Heap(v) if self.source.is_none() || v.len() + 1 < LANE_MIN => v.push(byte),
+            _ => self.extend(&[byte]),
+        }
+    }
+
+    fn truncate(&mut self, to: usize) {
+        match &mut self.place {
+            Place::Heap(v) => v.truncate(to),
+            Place::Window { len, .. } => *len = (*len).min(to),
+        }
+    }
+
+    fn patch(&mut self, at: usize, bytes: [u8; 4]) {
+        let target = match &mut self.place {
+            Place::Heap(v) => v.get_mut(at..at + 4),
+            Place::Window { window, .. } => window.window().get_mut(at..at + 4),
+        };
+        if let Some(target) = target {
+            target.copy_from_slice(&bytes);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A window over a plain buffer, for testing the moves.
+    struct Boxed(Vec<u8>);
+
+    impl Window for Boxed {
+        fn window(&mut self) -> &mut [u8] {
+            &mut self.0
+        }
+        fn bytes(&self, len: usize) -> &[u8] {
+            &self.0[..len]
+        }
+    }
+
+    struct OneBox(usize);
+
+    impl WindowSource for OneBox {
+        type W = Boxed;
+        fn take(&mut self) -> Option<Boxed> {
+            Some(Boxed(vec![0; self.0]))
+        }
+    }
+
+    fn content(place: &Place<Boxed>) -> &[u8] {
+        match place {
+            Place::Heap(v) => v,
+            Place::Window { window, len } => window.bytes(*len),
+        }
+    }
+
+    #[test]
+    fn small_stays_big_moves_too_big_comes_back_intact() {
+        let mut small = SpillBuf::new(Vec::new(), Some(OneBox(4 * LANE_MIN)));
+        small.extend(b"abc");
+        small.push(b'd');
+        let (place, _) = small.finish();
+        assert!(matches!(place, Place::Heap(_)));
+        assert_eq!(content(&place), b"abcd");
+
+        let mut big = SpillBuf::new(Vec::new(), Some(OneBox(2 * LANE_MIN)));
+        big.extend(&[0; 4]);
+        big.extend(&vec![1u8; LANE_MIN]);
+        big.patch(0, [9, 9, 9, 9]);
+        big.push(2);
+        assert_eq!(big.len(), LANE_MIN + 5);
+        let (place, _) = big.finish();
+        assert!(matches!(place, Place::Window { .. }));
+        let bytes = content(&place);
+        assert_eq!(
+            (bytes[..4].to_vec(), bytes[4], bytes[LANE_MIN + 4]),
+            (vec![9; 4], 1, 2)
+        );
+
+        let mut over = SpillBuf::new(Vec::new(), Some(OneBox(LANE_MIN)));
+        over.extend(&vec![3u8; LANE_MIN]);
+        over.extend(&[4u8; 3]);
+        over.truncate(LANE_MIN + 2);
+        let (place, _) = over.finish();
+        assert!(matches!(place, Place::Heap(_)), "outgrew its window");
+        let bytes = content(&place);
+        assert_eq!(bytes.len(), LANE_MIN + 2);
+        assert_eq!(bytes[LANE_MIN - 1..], [3, 4, 4][..]);
+    }
+
+    #[test]
+    fn without_a_window_everything_stays_on_the_heap() {
+        struct NoBox;
+        impl WindowSource for NoBox {
+            type W = Boxed;
+            fn take(&mut self) -> Option<Boxed> {
+                None
+            }
+        }
+        let mut buf = SpillBuf::new(Vec::new(), Some(NoBox));
+        buf.extend(&vec![1u8; LANE_MIN + 1]);
+        buf.push(7);
+        let (place, _) = buf.finish();
+        assert!(matches!(&place, Place::Heap(v) if v.len() == LANE_MIN + 2));
+    }
+}
