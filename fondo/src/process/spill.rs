@@ -112,9 +112,18 @@ impl<S: WindowSource> Out for SpillBuf<S> {
     }
 
     fn push(&mut self, byte: u8) {
+        // postcard writes some values (a `Vec<u8>`, for one) a byte at a time: keep
+        // this path free of copies and moves.
         match &mut self.place {
             Place::Heap(v) if self.source.is_none() || v.len() + 1 < LANE_MIN => v.push(byte),
-            _ => self.extend(&[byte]),
+            Place::Window { window, len } => match window.window().get_mut(*len) {
+                Some(slot) => {
+                    *slot = byte;
+                    *len += 1;
+                }
+                None => self.extend(&[byte]),
+            },
+            Place::Heap(_) => self.extend(&[byte]),
         }
     }
 
