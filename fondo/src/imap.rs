@@ -184,7 +184,7 @@ impl<R> ImapSink<R> {
     /// While spinning, reads the pool's answers itself through `helper`, if any.
     fn take(&self, index: usize, helper: Option<&Weak<dyn Help>>) -> Result<R> {
         let mut spin = crate::spin::Spin::new();
-        let mut helping = helper.and_then(Helping::start);
+        let mut helping: Option<Helping> = None;
         let mut st = self.lock();
         loop {
             let found = match self.order {
@@ -199,6 +199,9 @@ impl<R> ImapSink<R> {
             }
             if spin.again() {
                 drop(st);
+                if helping.is_none() {
+                    helping = helper.and_then(Helping::start);
+                }
                 if helping.as_ref().is_some_and(Helping::help) {
                     spin.reset();
                 }
@@ -206,7 +209,9 @@ impl<R> ImapSink<R> {
                 continue;
             }
             // Pool threads read the answers while we sleep.
-            helping = None;
+            if let Some(h) = helping.take() {
+                h.stop_to_block();
+            }
             st.waiting += 1;
             st = self
                 .arrived

@@ -230,15 +230,21 @@ impl<R> Slot<R> {
         let mut spin = crate::spin::Spin::new();
         // While spinning, read the pool's answers ourselves when it lets us: the
         // pool thread that would read them can then sleep, and nobody has to wake us.
-        let helping = self.helper.get().and_then(Helping::start);
+        let mut helping = None;
         while !self.done.load(Ordering::Acquire) && spin.again() {
+            if helping.is_none() {
+                helping = self.helper.get().and_then(Helping::start);
+            }
             match &helping {
                 Some(h) if h.help() && deadline.is_none_or(|d| Instant::now() < d) => spin.reset(),
                 Some(_) => {}
                 None => std::hint::spin_loop(),
             }
         }
-        drop(helping);
+        match helping {
+            Some(h) if !self.done.load(Ordering::Acquire) => h.stop_to_block(),
+            other => drop(other),
+        }
         let mut st = self.lock();
         while !cond(&st) {
             self.waiting.fetch_add(1, Ordering::Relaxed);

@@ -85,9 +85,10 @@ impl crate::help::Help for Shared {
         self.helpers.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn leave(&self) {
-        if self.helpers.fetch_sub(1, Ordering::Relaxed) == 1 {
-            // The last helper is gone: supervisors with answers due read them again.
+    fn leave(&self, to_block: bool) {
+        // Otherwise supervisors notice within `HELPED_RECHECK`.
+        if self.helpers.fetch_sub(1, Ordering::Relaxed) == 1 && to_block {
+            // The last helper is going to sleep: supervisors read the answers again.
             for slot in self.slots.iter().filter(|s| s.is_busy()) {
                 slot.wake();
             }
