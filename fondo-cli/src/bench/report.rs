@@ -447,7 +447,8 @@ pub fn goals_table(goals: &[Goal]) -> Table {
         let value = g.value.map_or_else(
             || "not measured".to_string(),
             |v| match g.unit {
-                "x" => times(v),
+                // Three decimals: 1.898× must not print as the goal's 1.90×.
+                "x" => format!("{v:.3}×"),
                 "us" => Unit::Micros.format(v),
                 "ms" => Unit::Millis.format(v),
                 "tasks_per_s" => Unit::TasksPerSec.format(v),
