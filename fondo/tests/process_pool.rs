@@ -1673,10 +1673,11 @@ fn answers_keep_arriving_after_the_waiting_thread_stops_waiting() -> Result<()> 
     // And after a helped round trip, a callback-only task is still answered.
     assert_eq!(pool.apply(square, (3,))?, 9);
     let (tx, rx) = mpsc::channel();
-    let _ = pool.apply_async(square, (4,)).on_done(move |r| {
+    let pending = pool.apply_async(square, (4,)).on_done(move |r| {
         let _ = tx.send(r.as_ref().ok().copied());
     });
     assert_eq!(rx.recv_timeout(HANG_GUARD).ok(), Some(Some(16)));
+    drop(pending);
     Ok(())
 }
 

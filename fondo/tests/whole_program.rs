@@ -334,3 +334,24 @@ fn stdout_flood_neither_blocks_nor_corrupts() {
     assert_eq!(results.len(), 16);
     assert!(bytes > 33 * 1024 * 1024, "only {bytes} bytes of output");
 }
+
+#[test]
+fn a_pool_under_an_address_space_limit_still_moves_big_values() {
+    let bin = example("fault_small_address_space");
+    // 2 GiB: no shared memory fits (a worker's lanes alone reserve 4 GiB). 6 GiB: the
+    // lanes of one worker fit in the parent, not those of the second, nor the arena.
+    for limit_mib in ["2048", "6144"] {
+        let out = Command::new(&bin)
+            .arg(limit_mib)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run fault_small_address_space");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.trim() == "OK 6",
+            "limit {limit_mib} MiB: {:?}, stdout {stdout:?}, stderr {:?}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

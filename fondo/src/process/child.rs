@@ -151,7 +151,7 @@ fn read_outcome<R: DeserializeOwned>(w: &mut WorkerProcess) -> Result<R> {
     let (header, inline): (FromWorker, &[u8]) = decode_header(payload)?;
     // SAFETY: the header just came from this child, which owns these lanes and
     // sends one answer only: nobody writes its up lane any more.
-    let answer = unsafe { Answer::locate(header, inline, &w.lanes)? };
+    let answer = unsafe { Answer::locate(header, inline, w.lanes.as_deref())? };
     if answer.count != 1 {
         return Err(Error::Protocol("unexpected frame from child".into()));
     }

@@ -628,6 +628,8 @@ mod tests {
             protocol: super::super::wire::PROTOCOL_VERSION,
             pid: 1,
             exe: super::super::wire::ExeId::current().unwrap(),
+            lanes: true,
+            arena: true,
         };
         frame(&mut s, &hello, &[]);
         assert!(matches!(

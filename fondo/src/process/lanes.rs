@@ -187,7 +187,7 @@ impl<'a> Answer<'a> {
     pub(crate) unsafe fn locate(
         header: FromWorker,
         inline: &'a [u8],
-        lanes: &'a Lanes,
+        lanes: Option<&'a Lanes>,
     ) -> Result<Answer<'a>> {
         match header {
             FromWorker::Done { job, count } => Ok(Answer {
@@ -202,6 +202,8 @@ impl<'a> Answer<'a> {
                 lane,
                 len,
             } => {
+                let lanes =
+                    lanes.ok_or_else(|| Error::Protocol("an answer in lanes it lacks".into()))?;
                 let lane = usize::from(lane);
                 let len = usize::try_from(len)
                     .map_err(|_| Error::Protocol(format!("lane body of {len} bytes")))?;
@@ -284,7 +286,7 @@ mod tests {
             len: len as u64,
         };
         // SAFETY: the "worker" is done writing; nobody touches the lane meanwhile.
-        let answer = unsafe { Answer::locate(header, &[], &parent) }.expect("locate");
+        let answer = unsafe { Answer::locate(header, &[], Some(&parent)) }.expect("locate");
         assert_eq!((answer.job, answer.count, answer.lane), (7, 1, Some(1)));
         assert_eq!(answer.body.len(), LANE_MIN + 3);
         assert!(answer.body.iter().all(|&b| b == 42));

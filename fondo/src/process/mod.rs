@@ -198,7 +198,9 @@ impl Builder {
             slots,
             next_job: AtomicU64::new(0),
             lost: Mutex::new(0),
-            buffers: job::Buffers::new(arena::Arena::for_pool(workers, max_frame)?),
+            // Without an arena (an address-space limit, say) big arguments take the
+            // lanes or the socket: slower, never wrong.
+            buffers: job::Buffers::new(arena::Arena::for_pool(workers, max_frame).ok().flatten()),
             helpers: AtomicUsize::new(0),
         });
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();

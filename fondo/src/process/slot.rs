@@ -34,7 +34,7 @@ pub(crate) struct Slot {
 struct Reading {
     sock: Arc<UnixStream>,
     reader: FrameReader,
-    lanes: Arc<Lanes>,
+    lanes: Option<Arc<Lanes>>,
     progress: Arc<Progress>,
     /// The socket has reached its end: only the supervisor acts on that.
     eof: bool,
@@ -56,8 +56,10 @@ enum Heard {
 struct SlotState {
     /// The live worker's socket (write side); `None` between workers.
     sock: Option<Arc<UnixStream>>,
-    /// The live worker's lanes.
+    /// The live worker's lanes, if it has them.
     lanes: Option<Arc<Lanes>>,
+    /// The live worker maps the pool's arena.
+    arena: bool,
     /// When a lane last carried a body, if its memory has not been given back since.
     lanes_used: Option<Instant>,
     pid: u32,
@@ -112,7 +114,7 @@ impl SlotState {
     /// pool's arena, through a free down lane when big, else inline. Returns the lane
     /// used.
     fn send(&mut self, id: u64, job: &ProcJob, max_frame: usize) -> Result<Option<usize>> {
-        if let Some((slot, len)) = job.args.in_arena() {
+        if let Some((slot, len)) = job.args.in_arena().filter(|_| self.arena) {
             let run = ToWorker::RunInArena {
                 job: id,
                 entry: job.entry,
@@ -458,7 +460,8 @@ impl Slot {
         });
         *self.lock() = SlotState {
             sock: Some(sock),
-            lanes: Some(w.lanes.clone()),
+            lanes: w.lanes.clone(),
+            arena: w.arena,
             pid: w.pid,
             ..SlotState::default()
         };
@@ -602,7 +605,7 @@ impl Slot {
             let (header, inline): (FromWorker, &[u8]) = decode_header(payload)?;
             // SAFETY: the header just came from this worker, whose lanes these are,
             // and the lane goes back to it only after `deliver`, below.
-            let answer = unsafe { Answer::locate(header, inline, &r.lanes)? };
+            let answer = unsafe { Answer::locate(header, inline, r.lanes.as_deref())? };
             let Answer {
                 job, count, body, ..
             } = answer;

@@ -28,8 +28,11 @@ pub(crate) struct WorkerProcess {
     pub(crate) pid: u32,
     pub(crate) sock: UnixStream,
     pub(crate) progress: std::sync::Arc<Progress>,
-    /// Shared memory for big bodies, both ways.
-    pub(crate) lanes: std::sync::Arc<Lanes>,
+    /// Shared memory for big bodies, both ways; `None` where it could not be mapped
+    /// (an address-space limit, say): bodies then all go through the socket.
+    pub(crate) lanes: Option<std::sync::Arc<Lanes>>,
+    /// The worker mapped the pool's arena (it says so in `Hello`).
+    pub(crate) arena: bool,
     pub(crate) reader: FrameReader,
 }
 
@@ -44,11 +47,11 @@ pub(crate) fn start_worker(
     let (ours, theirs) = UnixStream::pair()?;
     let progress = Progress::create()?;
     progress.set_timed(timed);
-    let lanes = Lanes::create(max_frame)?;
+    let lanes = Lanes::create(max_frame).ok();
     let inherited = [
         theirs.as_raw_fd(),
         progress.fd().as_raw_fd(),
-        lanes.fd().as_raw_fd(),
+        lanes.as_ref().map_or(-1, |l| l.fd().as_raw_fd()),
         arena.map_or(-1, |a| a.fd().as_raw_fd()),
     ];
     let arena_slots = arena.map_or(0, Arena::slots);
@@ -62,7 +65,8 @@ pub(crate) fn start_worker(
         pid,
         sock: ours,
         progress: std::sync::Arc::new(progress),
-        lanes: std::sync::Arc::new(lanes),
+        lanes: lanes.map(std::sync::Arc::new),
+        arena: false,
         reader: FrameReader::new(max_frame),
     };
     match handshake(&mut worker, initializer, max_frame) {
@@ -95,8 +99,8 @@ fn worker_command(inherited: Inherited, arena_slots: usize, max_frame: usize) ->
     cmd
 }
 
-/// The descriptors a worker inherits: socket, progress page, lanes, and the pool's
-/// arena (-1 if none).
+/// The descriptors a worker inherits: socket, progress page, lanes and the pool's
+/// arena (-1 for those it goes without).
 type Inherited = [i32; 4];
 
 type SpawnRequest = (Command, Inherited, mpsc::Sender<std::io::Result<Child>>);
@@ -183,7 +187,14 @@ fn handshake(w: &mut WorkerProcess, initializer: Option<fn()>, max_frame: usize)
             )));
         }
     };
-    let FromWorker::Hello { protocol, pid, exe } = hello else {
+    let FromWorker::Hello {
+        protocol,
+        pid,
+        exe,
+        lanes,
+        arena,
+    } = hello
+    else {
         return Err(Error::Protocol("expected Hello from a new worker".into()));
     };
     if protocol != PROTOCOL_VERSION {
@@ -197,6 +208,11 @@ fn handshake(w: &mut WorkerProcess, initializer: Option<fn()>, max_frame: usize)
             "worker {pid}: {exe:?}, parent: {ours:?}"
         )));
     }
+    // What the worker could not map, we do not use.
+    if !lanes {
+        w.lanes = None;
+    }
+    w.arena = arena;
     let setup = ToWorker::Setup {
         initializer: initializer.map(super::entry::offset_of_fn),
     };

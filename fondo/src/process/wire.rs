@@ -72,6 +72,10 @@ pub(crate) enum FromWorker {
         pid: u32,
         /// The identity of the executable the worker runs.
         exe: ExeId,
+        /// The worker mapped its lanes: big bodies may travel through them.
+        lanes: bool,
+        /// The worker mapped the pool's arena: big arguments may stay there.
+        arena: bool,
     },
     /// A job finished: the body holds `count` encoded `WireResult`s.
     Done {

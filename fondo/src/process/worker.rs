@@ -140,7 +140,7 @@ fn serve(spec: &str) -> Result<()> {
         (
             UnixStream::from_raw_fd(spec.sock),
             OwnedFd::from_raw_fd(spec.progress),
-            OwnedFd::from_raw_fd(spec.lanes),
+            (spec.lanes >= 0).then(|| OwnedFd::from_raw_fd(spec.lanes)),
             (spec.arena >= 0).then(|| OwnedFd::from_raw_fd(spec.arena)),
         )
     };
@@ -154,14 +154,13 @@ fn serve(spec: &str) -> Result<()> {
         writer: FrameWriter::default(),
         max_frame: spec.max_frame,
     };
-    let lanes = Lanes::open(lanes, spec.max_frame)?;
-    let arena = match arena {
-        Some(fd) => Some(Arena::open(fd, spec.arena_slots, spec.max_frame)?),
-        None => None,
-    };
+    // Shared memory we cannot map (an address-space limit, say) we go without, and
+    // say so in `Hello`: big bodies then travel through the socket.
+    let lanes = lanes.and_then(|fd| Lanes::open(fd, spec.max_frame).ok());
+    let arena = arena.and_then(|fd| Arena::open(fd, spec.arena_slots, spec.max_frame).ok());
     let mut answers = Answers {
         progress: Progress::open(progress)?,
-        lanes: &lanes,
+        lanes: lanes.as_ref(),
         up_sent: [0; LANES],
         outcomes: Vec::new(),
     };
@@ -169,6 +168,8 @@ fn serve(spec: &str) -> Result<()> {
         protocol: PROTOCOL_VERSION,
         pid: std::process::id(),
         exe: ExeId::current()?,
+        lanes: lanes.is_some(),
+        arena: arena.is_some(),
     };
     link.writer.push(&hello, link.max_frame, |_| {})?;
     link.drain_output()?;
@@ -217,6 +218,9 @@ fn serve(spec: &str) -> Result<()> {
             } => {
                 let len = usize::try_from(len)
                     .map_err(|_| Error::Protocol(format!("lane body of {len} bytes")))?;
+                let lanes = lanes
+                    .as_ref()
+                    .ok_or_else(|| Error::Protocol("arguments in lanes we lack".into()))?;
                 // SAFETY: the parent wrote this down lane before sending the header and
                 // leaves it alone until our answer for this job reaches it.
                 let body = unsafe { lanes.read(Way::Down, usize::from(lane), len)? };
@@ -255,7 +259,7 @@ fn serve(spec: &str) -> Result<()> {
 /// lane for big ones.
 struct Answers<'l> {
     progress: Progress,
-    lanes: &'l Lanes,
+    lanes: Option<&'l Lanes>,
     /// Bodies sent through each up lane; a lane is free when the parent has handed
     /// it back as many times.
     up_sent: [u64; LANES],
@@ -274,11 +278,11 @@ impl Answers<'_> {
         run: EntryFn,
         args: &[u8],
     ) -> Result<()> {
-        let lane = match self.free_up_lane() {
+        let lane = match (self.lanes, self.free_up_lane()) {
             // SAFETY: the parent has handed this lane back after every body we sent
             // through it, so it reads it no more until our next `DoneInLane`.
-            Some(lane) => Some(unsafe { self.lanes.up_lane(lane)? }),
-            None => None,
+            (Some(lanes), Some(lane)) => Some(unsafe { lanes.up_lane(lane)? }),
+            _ => None,
         };
         let mut out = AnswerBuf::new(std::mem::take(&mut self.outcomes), Some(FreeUpLane(lane)));
         run(args, count, &mut out, &self.progress);
