@@ -8,7 +8,9 @@ use super::proto::{
 };
 use crate::error::{Error, Result};
 use crate::process::entry::Resolver;
+use crate::process::lanes::AnswerBuf;
 use crate::process::progress::Progress;
+use crate::process::spill::Place;
 use mpi::point_to_point::MatchedReceiveVec;
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::{Communicator, Destination, Source};
@@ -125,7 +127,16 @@ pub(crate) fn serve(world: &SimpleCommunicator, exe: Result<ExeFingerprint>) -> 
         };
         start_done(&mut out, job, count);
         let started = Instant::now();
-        run(args, count, &mut out, &progress);
+        // No shared memory between ranks: the answer stays on the heap.
+        let mut answer = AnswerBuf::new(std::mem::take(&mut out), None);
+        run(args, count, &mut answer, &progress);
+        let (Place::Heap(bytes), _) = answer.finish() else {
+            fatal(
+                world,
+                "an answer left the heap with no shared memory to go to",
+            );
+        };
+        out = bytes;
         thorough = started.elapsed() > LONG_BATCH;
         root.send_with_tag(&out[..], TAG_DONE);
         if out.capacity() > 1 << 20 {

@@ -74,12 +74,13 @@ impl Buffers {
 
     /// An empty buffer, with capacity left from an earlier job when there is one.
     pub(crate) fn take(&self) -> ArgBuf {
-        let spare = self
+        let mut spare = self
             .spare
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .pop()
             .unwrap_or_default();
+        spare.clear();
         ArgBuf::new(spare, self.arena.clone())
     }
 

@@ -12,7 +12,7 @@ pub(crate) mod progress;
 mod shm;
 mod slot;
 mod spawn;
-mod spill;
+pub(crate) mod spill;
 pub(crate) mod wire;
 mod worker;
 

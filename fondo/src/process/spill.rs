@@ -40,9 +40,9 @@ pub(crate) struct SpillBuf<S: WindowSource> {
 }
 
 impl<S: WindowSource> SpillBuf<S> {
-    /// An empty buffer over `heap` (emptied) that moves into a window from `source`.
-    pub(crate) fn new(mut heap: Vec<u8>, source: Option<S>) -> Self {
-        heap.clear();
+    /// A buffer that appends to what `heap` holds and moves into a window from
+    /// `source` once big.
+    pub(crate) fn new(heap: Vec<u8>, source: Option<S>) -> Self {
         SpillBuf {
             source,
             place: Place::Heap(heap),

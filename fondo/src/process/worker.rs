@@ -284,7 +284,9 @@ impl Answers<'_> {
             (Some(lanes), Some(lane)) => Some(unsafe { lanes.up_lane(lane)? }),
             _ => None,
         };
-        let mut out = AnswerBuf::new(std::mem::take(&mut self.outcomes), Some(FreeUpLane(lane)));
+        let mut heap = std::mem::take(&mut self.outcomes);
+        heap.clear();
+        let mut out = AnswerBuf::new(heap, Some(FreeUpLane(lane)));
         run(args, count, &mut out, &self.progress);
         let sent = match out.finish() {
             (Place::Window { window, len }, spare) => {
