@@ -211,6 +211,57 @@ mod tests {
         assert_eq!(bytes[LANE_MIN - 1..], [3, 4, 4][..]);
     }
 
+    /// One step of a random encoding.
+    #[derive(Debug, Clone)]
+    enum Op {
+        Extend(usize, u8),
+        Push(u8),
+        Truncate(usize),
+        Patch(usize, u8),
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (0..LANE_MIN / 2, any::<u8>()).prop_map(|(n, b)| Op::Extend(n, b)),
+            any::<u8>().prop_map(Op::Push),
+            (0..3 * LANE_MIN).prop_map(Op::Truncate),
+            (0..3 * LANE_MIN, any::<u8>()).prop_map(|(at, b)| Op::Patch(at, b)),
+        ]
+    }
+
+    fn apply(out: &mut impl Out, op: &Op) {
+        match *op {
+            Op::Extend(n, b) => out.extend(&vec![b; n]),
+            Op::Push(b) => out.push(b),
+            Op::Truncate(to) => out.truncate(to),
+            // Patches only what is written, as push_item does.
+            Op::Patch(at, b) if at + 4 <= out.len() => out.patch(at, [b; 4]),
+            Op::Patch(..) => {}
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Whatever the moves between heap and window, the bytes are a `Vec`'s.
+        #[test]
+        fn any_sequence_of_writes_ends_as_in_a_vec(
+            ops in proptest::collection::vec(op(), 1..12),
+            window in LANE_MIN..3 * LANE_MIN,
+        ) {
+            let mut vec = Vec::new();
+            let mut buf = SpillBuf::new(Vec::new(), Some(OneBox(window)));
+            for op in &ops {
+                apply(&mut vec, op);
+                apply(&mut buf, op);
+                proptest::prop_assert_eq!(Out::len(&vec), buf.len());
+            }
+            let (place, _) = buf.finish();
+            proptest::prop_assert!(content(&place) == &vec[..]);
+        }
+    }
+
     #[test]
     fn without_a_window_everything_stays_on_the_heap() {
         struct NoBox;
