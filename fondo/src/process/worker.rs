@@ -174,11 +174,6 @@ fn serve(spec: &str) -> Result<()> {
     link.writer.push(&hello, link.max_frame, |_| {})?;
     link.drain_output()?;
     let resolver = Resolver::new();
-    let entry = |offset| {
-        resolver
-            .entry(offset)
-            .ok_or_else(|| Error::Protocol("entry offset outside the executable".into()))
-    };
     while link.await_frame()? {
         let payload = link.reader.next_frame()?.unwrap_or_default();
         let (header, body): (ToWorker, &[u8]) = decode_header(payload)?;
@@ -196,56 +191,17 @@ fn serve(spec: &str) -> Result<()> {
                     }
                 }
             }
-            ToWorker::Run {
-                job,
-                entry: e,
-                count,
-            } => {
-                answers.run(
-                    &mut link.writer,
-                    link.max_frame,
-                    (job, count),
-                    entry(e)?,
-                    body,
-                )?;
-            }
-            ToWorker::RunInLane {
-                job,
-                entry: e,
-                count,
-                lane,
-                len,
-            } => {
-                let len = usize::try_from(len)
-                    .map_err(|_| Error::Protocol(format!("lane body of {len} bytes")))?;
-                let lanes = lanes
-                    .as_ref()
-                    .ok_or_else(|| Error::Protocol("arguments in lanes we lack".into()))?;
-                // SAFETY: the parent wrote this down lane before sending the header and
-                // leaves it alone until our answer for this job reaches it.
-                let body = unsafe { lanes.read(Way::Down, usize::from(lane), len)? };
-                let run = entry(e)?;
-                answers.run(&mut link.writer, link.max_frame, (job, count), run, body)?;
-            }
-            ToWorker::RunInArena {
-                job,
-                entry: e,
-                count,
-                slot,
-                len,
-            } => {
-                let arena = arena
-                    .as_ref()
-                    .ok_or_else(|| Error::Protocol("arguments in an arena we lack".into()))?;
-                let len = usize::try_from(len)
-                    .map_err(|_| Error::Protocol(format!("arena body of {len} bytes")))?;
-                // SAFETY: the parent encoded these arguments before sending the header
-                // and leaves the slot alone until our answer for this job reaches it.
-                let body = unsafe { arena.read(slot as usize, len)? };
-                let run = entry(e)?;
-                answers.run(&mut link.writer, link.max_frame, (job, count), run, body)?;
-            }
             ToWorker::Shutdown => break,
+            run => {
+                // SAFETY: the header just came from the parent, which wrote any lane or
+                // arena slot it names before sending it and leaves it alone until our
+                // answer for this job reaches it.
+                let job = unsafe { Job::locate(run, body, lanes.as_ref(), arena.as_ref())? };
+                let entry = resolver
+                    .entry(job.entry)
+                    .ok_or_else(|| Error::Protocol("entry offset outside the executable".into()))?;
+                answers.run(&mut link.writer, link.max_frame, &job, entry)?;
+            }
         }
         // Answer now, even with more work buffered: holding a finished result
         // behind a task that may hang would delay it, or run it twice if that
@@ -253,6 +209,71 @@ fn serve(spec: &str) -> Result<()> {
         link.writer.flush(&link.sock)?;
     }
     link.drain_output()
+}
+
+/// A job to run, its arguments found wherever they travelled.
+struct Job<'a> {
+    id: u64,
+    entry: i64,
+    count: u32,
+    args: &'a [u8],
+}
+
+impl<'a> Job<'a> {
+    /// The job a `Run*` header announces, its arguments `inline` after it, in a down
+    /// lane or in an arena slot.
+    ///
+    /// # Safety
+    /// Worker side, with `header` just received from the parent: any lane or slot it
+    /// names was written before it was sent and is left alone until the answer.
+    unsafe fn locate(
+        header: ToWorker,
+        inline: &'a [u8],
+        lanes: Option<&'a Lanes>,
+        arena: Option<&'a Arena>,
+    ) -> Result<Job<'a>> {
+        let length = |len: u64| {
+            usize::try_from(len).map_err(|_| Error::Protocol(format!("a body of {len} bytes")))
+        };
+        let (id, entry, count, args) = match header {
+            ToWorker::Run { job, entry, count } => (job, entry, count, inline),
+            ToWorker::RunInLane {
+                job,
+                entry,
+                count,
+                lane,
+                len,
+            } => {
+                let lanes =
+                    lanes.ok_or_else(|| Error::Protocol("arguments in lanes we lack".into()))?;
+                // SAFETY: forwarded from the caller's contract.
+                let args = unsafe { lanes.read(Way::Down, usize::from(lane), length(len)?)? };
+                (job, entry, count, args)
+            }
+            ToWorker::RunInArena {
+                job,
+                entry,
+                count,
+                slot,
+                len,
+            } => {
+                let arena =
+                    arena.ok_or_else(|| Error::Protocol("arguments in an arena we lack".into()))?;
+                // SAFETY: forwarded from the caller's contract.
+                let args = unsafe { arena.read(slot as usize, length(len)?)? };
+                (job, entry, count, args)
+            }
+            ToWorker::Setup { .. } | ToWorker::Shutdown => {
+                return Err(Error::Protocol("not a job".into()));
+            }
+        };
+        Ok(Job {
+            id,
+            entry,
+            count,
+            args,
+        })
+    }
 }
 
 /// Runs jobs and queues their answers: inline for small bodies, through a free up
@@ -274,10 +295,10 @@ impl Answers<'_> {
         &mut self,
         writer: &mut FrameWriter,
         max_frame: usize,
-        (job, count): (u64, u32),
+        job: &Job<'_>,
         run: EntryFn,
-        args: &[u8],
     ) -> Result<()> {
+        let (id, count) = (job.id, job.count);
         let lane = match (self.lanes, self.free_up_lane()) {
             // SAFETY: the parent has handed this lane back after every body we sent
             // through it, so it reads it no more until our next `DoneInLane`.
@@ -287,13 +308,13 @@ impl Answers<'_> {
         let mut heap = std::mem::take(&mut self.outcomes);
         heap.clear();
         let mut out = AnswerBuf::new(heap, Some(FreeUpLane(lane)));
-        run(args, count, &mut out, &self.progress);
+        run(job.args, count, &mut out, &self.progress);
         let sent = match out.finish() {
             (Place::Window { window, len }, spare) => {
                 self.outcomes = spare;
                 self.up_sent[window.lane()] += 1;
                 let done = FromWorker::DoneInLane {
-                    job,
+                    job: id,
                     count,
                     lane: window.lane() as u8,
                     len: len as u64,
@@ -301,7 +322,7 @@ impl Answers<'_> {
                 writer.push(&done, max_frame, |_| {})
             }
             (Place::Heap(body), _) => {
-                let sent = writer.push(&FromWorker::Done { job, count }, max_frame, |out| {
+                let sent = writer.push(&FromWorker::Done { job: id, count }, max_frame, |out| {
                     out.extend_from_slice(&body)
                 });
                 self.outcomes = body;
@@ -315,7 +336,7 @@ impl Answers<'_> {
                 what: "result".into(),
                 message: e.to_string(),
             });
-            writer.push(&FromWorker::Done { job, count }, max_frame, |out| {
+            writer.push(&FromWorker::Done { job: id, count }, max_frame, |out| {
                 for _ in 0..count {
                     let _ = push_item(out, &failure);
                 }
