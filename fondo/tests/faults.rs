@@ -13,6 +13,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+mod common;
+use common::{alive, eventually};
+
 use fondo::{AsyncResult, Error, ExitCause, Pool, Processes};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -135,27 +138,9 @@ fn sigkill(pid: u32) {
     signal(pid, rustix::process::Signal::KILL);
 }
 
-/// True while `pid` is a live (not zombie) process.
-fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            .is_some_and(|state| state != "Z" && state != "X"),
-        Err(_) => false,
-    }
-}
-
 /// Waits (bounded) until `pid` is gone.
 fn gone_within(pid: u32, limit: Duration) -> bool {
-    let end = Instant::now() + limit;
-    while Instant::now() < end {
-        if !alive(pid) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    !alive(pid)
+    eventually(limit, || !alive(pid))
 }
 
 /// Reads a result that must arrive, failing the test (not hanging it) if it doesn't.

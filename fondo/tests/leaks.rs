@@ -10,6 +10,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+mod common;
+use common::{ProcStat, processes};
+
 use fondo::{Error, Pool};
 
 fn full() -> bool {
@@ -32,35 +35,12 @@ fn count_dir(path: &str) -> usize {
 
 fn holdings() -> Holdings {
     let me = std::process::id();
-    let mut children = Vec::new();
-    let mut zombies = Vec::new();
-    if let Ok(dir) = std::fs::read_dir("/proc") {
-        for entry in dir.flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|s| s.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-                continue;
-            };
-            let Some((_, rest)) = stat.rsplit_once(')') else {
-                continue;
-            };
-            let mut fields = rest.split_whitespace();
-            let state = fields.next().unwrap_or("?");
-            let ppid: u32 = fields.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-            if ppid == me {
-                if state == "Z" {
-                    zombies.push(pid);
-                } else {
-                    children.push(pid);
-                }
-            }
-        }
-    }
+    let (zombies, children): (Vec<ProcStat>, Vec<ProcStat>) = processes()
+        .into_iter()
+        .filter(|p| p.ppid == me)
+        .partition(|p| p.state == 'Z');
+    let pids = |ps: Vec<ProcStat>| ps.into_iter().map(|p| p.pid).collect();
+    let (children, zombies) = (pids(children), pids(zombies));
     Holdings {
         // read_dir holds one descriptor of its own while counting; it is the same
         // one every time, so the comparison is fair.

@@ -21,7 +21,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::eventually;
+use common::{alive, eventually, proc_stat};
 
 use fondo::{Error, ExitCause, Pool, Result};
 use serde::{Deserialize, Serialize};
@@ -109,25 +109,9 @@ impl Drop for Gate {
     }
 }
 
-/// `(state, parent pid)` of a process, from `/proc/<pid>/stat`.
-fn proc_state(pid: u32) -> Option<(char, u32)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // "pid (comm) S ppid …": comm may hold spaces and parentheses.
-    let rest = stat.get(stat.rfind(')')? + 2..)?;
-    let mut fields = rest.split_whitespace();
-    let state = fields.next()?.chars().next()?;
-    let ppid = fields.next()?.parse().ok()?;
-    Some((state, ppid))
-}
-
 /// True while `pid` is a child of this process not yet reaped (running or zombie).
 fn is_our_child(pid: u32) -> bool {
-    matches!(proc_state(pid), Some((_, ppid)) if ppid == std::process::id())
-}
-
-/// True while `pid` exists and is not a zombie.
-fn is_running(pid: u32) -> bool {
-    matches!(proc_state(pid), Some((s, _)) if s != 'Z' && s != 'X')
+    proc_stat(pid).is_some_and(|p| p.ppid == std::process::id())
 }
 
 /// Asserts every pid has been reaped (or is reaped within `GONE_GUARD`).
@@ -136,7 +120,7 @@ fn assert_reaped(pids: &[u32]) {
         assert!(
             eventually(GONE_GUARD, || !is_our_child(pid)),
             "worker {pid} is still a child of ours (state {:?})",
-            proc_state(pid)
+            proc_stat(pid)
         );
     }
 }
@@ -414,7 +398,7 @@ fn workers_are_this_executable_with_pids_of_their_own() -> Result<()> {
     assert_eq!(pids.len(), 3);
     assert_eq!(pids.iter().collect::<HashSet<_>>().len(), 3, "{pids:?}");
     assert!(!pids.contains(&0) && !pids.contains(&std::process::id()));
-    assert!(pids.iter().all(|&p| is_our_child(p) && is_running(p)));
+    assert!(pids.iter().all(|&p| is_our_child(p) && alive(p)));
     // Every task ran in one of them; each is a child of this process running the
     // very same executable (re-executed, not forked into something else).
     let seen: HashSet<u32> = pool.map(worker_pid_of, 0..300)?.into_iter().collect();
@@ -1245,7 +1229,7 @@ fn dropped_pool_finishes_pending_apply_async_and_results_stay_readable() -> Resu
         assert!(
             !is_our_child(pid),
             "worker {pid} left behind: {:?}",
-            proc_state(pid)
+            proc_stat(pid)
         );
     }
     Ok(())
@@ -1477,7 +1461,7 @@ fn workers_exit_when_the_parent_dies() {
     assert_eq!(pids.len(), 2, "helper reported its workers");
     for pid in pids {
         assert!(
-            eventually(GONE_GUARD, || !is_running(pid)),
+            eventually(GONE_GUARD, || !alive(pid)),
             "orphaned worker {pid} still running"
         );
     }
@@ -1493,7 +1477,7 @@ fn spawned_children_have_their_own_pids_and_return_values() -> Result<()> {
     let b = fondo::spawn(pow, (2, 10))?;
     let (pa, pb) = (a.pid(), b.pid());
     assert!(pa != pb && pa != std::process::id() && pb != std::process::id());
-    assert!(is_our_child(pa) || !is_running(pa));
+    assert!(is_our_child(pa) || !alive(pa));
     assert_eq!(a.join()?, pa, "the value is the child's own PID");
     assert_eq!(b.join()?, 1024);
     assert!(
@@ -1534,10 +1518,7 @@ fn join_timeout_expires_then_join_succeeds() -> Result<()> {
         Err(Error::WaitTimeout { waited: w }) => assert_eq!(w, waited),
         other => panic!("expected WaitTimeout, got {other:?}"),
     }
-    assert!(
-        is_running(child.pid()),
-        "the child runs on after a join timeout"
-    );
+    assert!(alive(child.pid()), "the child runs on after a join timeout");
     gate.open();
     assert_eq!(child.join_timeout(HANG_GUARD)?, 7);
     Ok(())

@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 
 use rustix::process::{Pid, Signal, WaitOptions};
 
+mod common;
+use common::{alive, processes};
+
 /// Builds `examples/<name>.rs` (once per run) and returns the path of its binary.
 fn example(name: &str) -> PathBuf {
     static BUILD: Mutex<()> = Mutex::new(());
@@ -84,49 +87,13 @@ fn read_pids(child: &mut Child) -> (Vec<u32>, BufReader<std::process::ChildStdou
 }
 
 /// State letter of a process, `None` if it does not exist.
-fn state(pid: u32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .next()?
-        .chars()
-        .next()
-}
-
-fn alive(pid: u32) -> bool {
-    state(pid).is_some_and(|s| s != 'Z' && s != 'X')
-}
-
 /// Live (non-zombie) processes whose process group is `pgid`.
 fn group_members(pgid: u32) -> Vec<u32> {
-    let mut found = Vec::new();
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return found;
-    };
-    for entry in dir.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let Some((_, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        // fields[0] = state, [1] = ppid, [2] = pgrp
-        if fields.get(2).and_then(|g| g.parse::<u32>().ok()) == Some(pgid)
-            && fields.first().is_some_and(|s| *s != "Z" && *s != "X")
-        {
-            found.push(pid);
-        }
-    }
-    found
+    processes()
+        .into_iter()
+        .filter(|p| p.pgrp == pgid && p.is_live())
+        .map(|p| p.pid)
+        .collect()
 }
 
 /// Reaps a worker re-parented to us (we are its subreaper) if it has exited.
