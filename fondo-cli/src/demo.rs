@@ -6,7 +6,7 @@
 //! exit non-zero.
 
 mod processes;
-mod tasks;
+pub(crate) mod tasks;
 mod threads;
 
 use crate::table::Table;

@@ -3,25 +3,16 @@
 
 use super::Runner;
 use super::stats::{BoxError, Unit, sample, timed};
+/// The notebook's loop, the same function `fondo demo` runs.
+pub use crate::demo::tasks::factorial;
+use crate::demo::tasks::{END, FIRST};
 use fondo::Pool;
 use num_bigint::BigUint;
 use rayon::prelude::*;
 use std::ops::Range;
 
 /// The notebook's range.
-pub const NOTEBOOK_RANGE: Range<u32> = 1000..2000;
-
-/// The notebook's loop (`f = 1; i = x; while i > 0: f *= i; i -= 1`), on num-bigint.
-/// A plain `fn` with serde data, so it can run in a worker process.
-pub fn factorial(x: u32) -> BigUint {
-    let mut f = BigUint::from(1u32);
-    let mut i = x;
-    while i > 0 {
-        f *= i;
-        i -= 1;
-    }
-    f
-}
+pub const NOTEBOOK_RANGE: Range<u32> = FIRST..END;
 
 /// One thread, in input order: the reference every result is checked against.
 pub fn single(xs: Range<u32>) -> Vec<BigUint> {

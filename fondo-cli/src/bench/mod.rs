@@ -170,6 +170,16 @@ pub struct Runner {
 }
 
 impl Runner {
+    /// A runner with nothing measured yet, reporting progress on `pb`.
+    pub fn new(pb: ProgressBar, repeat: usize) -> Runner {
+        Runner {
+            pb,
+            repeat,
+            figures: Vec::new(),
+            failures: Vec::new(),
+        }
+    }
+
     /// Measures one figure: `body` sets up, warms up and returns the samples.
     pub fn step(
         &mut self,
@@ -345,12 +355,7 @@ pub fn run(args: &BenchArgs) -> CliResult {
     let pb = progress_bar(total)?;
 
     let started = Instant::now();
-    let mut runner = Runner {
-        pb: pb.clone(),
-        repeat,
-        figures: Vec::new(),
-        failures: Vec::new(),
-    };
+    let mut runner = Runner::new(pb.clone(), repeat);
     let [lo, hi] = sizes.factorial_range;
     factorial::run(&mut runner, &workers, lo..hi);
     overhead::run(&mut runner, &sizes);

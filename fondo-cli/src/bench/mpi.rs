@@ -40,12 +40,7 @@ fn on_rank0(args: &BenchArgs, pool: &fondo::Pool<fondo::mpi::Mpi>) -> CliResult 
     }
     let pb = super::progress_bar(3)?;
     let started = Instant::now();
-    let mut runner = Runner {
-        pb: pb.clone(),
-        repeat,
-        figures: Vec::new(),
-        failures: Vec::new(),
-    };
+    let mut runner = Runner::new(pb.clone(), repeat);
     let w = Some(workers);
 
     let n = sizes.roundtrip_batch;
