@@ -12,7 +12,7 @@
 
 use super::shm::Region;
 use super::spill::{SpillBuf, Window, WindowSource};
-use super::wire::FromWorker;
+use super::wire::{FromWorker, body_len};
 use crate::error::{Error, Result};
 use std::os::fd::{BorrowedFd, OwnedFd};
 
@@ -205,8 +205,7 @@ impl<'a> Answer<'a> {
                 let lanes =
                     lanes.ok_or_else(|| Error::Protocol("an answer in lanes it lacks".into()))?;
                 let lane = usize::from(lane);
-                let len = usize::try_from(len)
-                    .map_err(|_| Error::Protocol(format!("lane body of {len} bytes")))?;
+                let len = body_len(len)?;
                 // SAFETY: forwarded from the caller's contract.
                 let body = unsafe { lanes.read(Way::Up, lane, len)? };
                 Ok(Answer {

@@ -152,6 +152,11 @@ impl From<TaskFailure> for Error {
 /// One task's outcome on the wire.
 pub(crate) type WireResult<R> = std::result::Result<R, TaskFailure>;
 
+/// A body length from a header, as this machine's size type.
+pub(crate) fn body_len(len: u64) -> Result<usize> {
+    usize::try_from(len).map_err(|_| Error::Protocol(format!("a body of {len} bytes")))
+}
+
 /// Turns a postcard error into a `Serialization` error about `what`.
 pub(crate) fn serde_error(what: &'static str, e: postcard::Error) -> Error {
     Error::Serialization {

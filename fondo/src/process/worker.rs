@@ -9,7 +9,7 @@ use super::spawn::WORKER_ENV;
 use super::spill::Place;
 use super::wire::{
     ExeId, Fill, FrameReader, FrameWriter, FromWorker, PROTOCOL_VERSION, TaskFailure, ToWorker,
-    WireResult, decode_header, push_item,
+    WireResult, body_len, decode_header, push_item,
 };
 use crate::error::{Error, Result};
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -232,9 +232,6 @@ impl<'a> Job<'a> {
         lanes: Option<&'a Lanes>,
         arena: Option<&'a Arena>,
     ) -> Result<Job<'a>> {
-        let length = |len: u64| {
-            usize::try_from(len).map_err(|_| Error::Protocol(format!("a body of {len} bytes")))
-        };
         let (id, entry, count, args) = match header {
             ToWorker::Run { job, entry, count } => (job, entry, count, inline),
             ToWorker::RunInLane {
@@ -247,7 +244,7 @@ impl<'a> Job<'a> {
                 let lanes =
                     lanes.ok_or_else(|| Error::Protocol("arguments in lanes we lack".into()))?;
                 // SAFETY: forwarded from the caller's contract.
-                let args = unsafe { lanes.read(Way::Down, usize::from(lane), length(len)?)? };
+                let args = unsafe { lanes.read(Way::Down, usize::from(lane), body_len(len)?)? };
                 (job, entry, count, args)
             }
             ToWorker::RunInArena {
@@ -260,7 +257,7 @@ impl<'a> Job<'a> {
                 let arena =
                     arena.ok_or_else(|| Error::Protocol("arguments in an arena we lack".into()))?;
                 // SAFETY: forwarded from the caller's contract.
-                let args = unsafe { arena.read(slot as usize, length(len)?)? };
+                let args = unsafe { arena.read(slot as usize, body_len(len)?)? };
                 (job, entry, count, args)
             }
             ToWorker::Setup { .. } | ToWorker::Shutdown => {
