@@ -1,9 +1,10 @@
 //! Big values on the process backend: bodies of 1 MiB and more travel through
 //! shared-memory lanes instead of the socket; they must arrive intact both ways,
-//! survive a worker dying with a lane in use, and give their memory back when idle.
+//! survive a worker dying with a lane in use, and give their memory back when idle;
+//! workers keep the memory big values leave behind while busy, not once idle.
 
 mod common;
-use common::eventually;
+use common::{eventually, status_kb};
 
 use fondo::{Pool, Result};
 use std::path::Path;
@@ -46,9 +47,16 @@ fn expect_reversed(inputs: &[Vec<u8>], outputs: &[Vec<u8>]) {
 
 /// Kilobytes of shared memory a process has resident (lanes and progress page).
 fn shmem_kb(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("RssShmem:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
+    status_kb(pid, "RssShmem")
+}
+
+/// Fills `mib` MiB, frees it, and says how many kB of private memory the worker
+/// running it then has resident.
+fn resident_after_freeing(mib: usize) -> Option<u64> {
+    let big = vec![1u8; mib << 20];
+    std::hint::black_box(&big);
+    drop(big);
+    status_kb(std::process::id(), "RssAnon")
 }
 
 #[test]
@@ -143,5 +151,42 @@ fn a_worker_dying_with_a_big_value_in_its_lane_loses_nothing() -> Result<()> {
     let _ = std::fs::remove_dir_all(&dir);
     assert!(died, "a worker aborted on its first big value");
     expect_reversed(&inputs, &out?);
+    Ok(())
+}
+
+#[test]
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn workers_keep_memory_their_tasks_free_until_idle() -> Result<()> {
+    let pool = Pool::processes(1)?;
+    let pid = pool.pids()[0];
+    // Freed, the 256 MiB stay in the worker for the next task...
+    let held = pool.apply(resident_after_freeing, (256,))?;
+    assert!(
+        held.is_some_and(|kb| kb >= 200 << 10),
+        "the worker returned freed memory at once: {held:?} kB resident"
+    );
+    // ...until it idles for a second.
+    assert!(
+        eventually(Duration::from_secs(10), || status_kb(pid, "RssAnon")
+            .is_some_and(|kb| kb < 64 << 10)),
+        "an idle worker still holds {:?} kB",
+        status_kb(pid, "RssAnon")
+    );
+    // Its next task finds the allocator working as before.
+    assert!(pool.apply(resident_after_freeing, (64,))?.is_some());
+    Ok(())
+}
+
+#[test]
+fn workers_told_to_return_freed_memory_hold_none() -> Result<()> {
+    let pool = Pool::builder()
+        .workers(1)
+        .return_freed_memory()
+        .processes()?;
+    let held = pool.apply(resident_after_freeing, (256,))?;
+    assert!(
+        held.is_some_and(|kb| kb < 64 << 10),
+        "freed memory still resident: {held:?} kB"
+    );
     Ok(())
 }

@@ -262,7 +262,7 @@ pub fn run(r: &mut Runner, sizes: &Sizes) {
 
     // What a decoded value costs before any copying between processes: a fresh
     // allocation, faulted in page by page as it is filled. Every payload round trip
-    // pays it twice (the worker's argument, the caller's result).
+    // pays it once, for the caller's result (workers decode into a warm heap).
     r.step("alloc_copy", "rust", Some(1), Unit::GbPerSec, || {
         let src = vec![7u8; size];
         sample(repeat, || {

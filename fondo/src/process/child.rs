@@ -2,7 +2,7 @@
 
 use super::entry::offset_of_entry;
 use super::lanes::Answer;
-use super::spawn::{WorkerProcess, start_worker, wait_readable, write_all_blocking};
+use super::spawn::{WorkerOptions, WorkerProcess, start_worker, wait_readable, write_all_blocking};
 use super::wire::{
     Fill, FrameWriter, FromWorker, ToWorker, WireResult, decode_header, next_item, push_item,
     serde_error,
@@ -40,7 +40,7 @@ where
     let _ = f; // zero-sized: the worker conjures its own copy from the offset
     let mut body = Vec::new();
     push_item(&mut body, &args).map_err(|e| serde_error("arguments", e))?;
-    let mut worker = start_worker(None, DEFAULT_MAX_FRAME, false, None)?;
+    let mut worker = start_worker(&WorkerOptions::for_child(), None)?;
     let mut out = FrameWriter::default();
     let run = ToWorker::Run {
         job: 0,

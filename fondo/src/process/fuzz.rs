@@ -83,7 +83,7 @@ pub fn worker_reads(bytes: &[u8], max_frame: usize, chunk: usize) -> Result<Deco
         }
         let (header, body): (ToWorker, &[u8]) = decode_header(payload)?;
         match header {
-            ToWorker::Setup { initializer } => {
+            ToWorker::Setup { initializer, .. } => {
                 if let Some(offset) = initializer {
                     // Checked as the worker checks it; never called.
                     resolver().init_fn(offset).ok_or_else(|| {
@@ -420,7 +420,14 @@ mod tests {
     /// A valid worker-bound stream: `Setup`, one `Run` per argument list, `Shutdown`.
     fn worker_stream(batches: &[Vec<u64>]) -> Vec<u8> {
         let mut out = Vec::new();
-        frame(&mut out, &ToWorker::Setup { initializer: None }, &[]);
+        frame(
+            &mut out,
+            &ToWorker::Setup {
+                initializer: None,
+                keep_freed_memory: true,
+            },
+            &[],
+        );
         for (job, args) in batches.iter().enumerate() {
             let mut body = Vec::new();
             for a in args {
@@ -641,9 +648,13 @@ mod tests {
     #[test]
     fn worker_bound_frames_sent_to_the_parent_are_errors() {
         for msg in [
-            ToWorker::Setup { initializer: None },
+            ToWorker::Setup {
+                initializer: None,
+                keep_freed_memory: false,
+            },
             ToWorker::Setup {
                 initializer: Some(12),
+                keep_freed_memory: true,
             },
             ToWorker::Shutdown,
         ] {

@@ -6,6 +6,7 @@ mod child;
 pub(crate) mod entry;
 #[doc(hidden)]
 pub mod fuzz;
+mod heap;
 pub(crate) mod job;
 pub(crate) mod lanes;
 pub(crate) mod progress;

@@ -8,7 +8,7 @@ use super::Shared;
 use super::job::ProcJob;
 use super::lanes::{Answer, LANE_MIN, LANES, Lanes, Way};
 use super::progress::Progress;
-use super::spawn::{WorkerProcess, start_worker, write_all_blocking};
+use super::spawn::{WorkerOptions, WorkerProcess, poll_timeout, start_worker, write_all_blocking};
 use super::wire::{Fill, FrameReader, FrameWriter, FromWorker, ToWorker, decode_header};
 use crate::error::{Error, ExitCause, Result};
 use crate::queue::Phase;
@@ -397,9 +397,7 @@ impl Slot {
         let mut failures = 0u32;
         loop {
             let started = start_worker(
-                shared.config.initializer,
-                shared.config.max_frame,
-                shared.config.task_timeout.is_some(),
+                &WorkerOptions::for_pool(&shared.config),
                 shared.buffers.arena().map(|a| &**a),
             )
             .and_then(
@@ -545,7 +543,7 @@ impl Slot {
     /// Blocks in poll on the socket (unless threads are helping) and the wake fd,
     /// flushing pending output.
     fn wait_for_events(&self, shared: &Shared, w: &WorkerProcess, helped: bool) {
-        use rustix::event::{PollFd, PollFlags, Timespec, poll};
+        use rustix::event::{PollFd, PollFlags, poll};
         let (want_write, lanes_used) = {
             let mut st = self.lock();
             st.release_idle_lanes();
@@ -574,10 +572,7 @@ impl Slot {
             .into_iter()
             .flatten()
             .min()
-            .map(|d| Timespec {
-                tv_sec: d.as_secs() as i64,
-                tv_nsec: i64::from(d.subsec_nanos()),
-            });
+            .map(poll_timeout);
         // Helped, the answers are the helpers' to read (a hang-up still wakes us).
         let mut flags = if helped {
             PollFlags::empty()

@@ -7,6 +7,7 @@ use super::progress::Progress;
 use super::wire::{
     ExeId, Fill, FrameReader, FrameWriter, FromWorker, PROTOCOL_VERSION, ToWorker, decode_header,
 };
+use crate::config::{Config, DEFAULT_MAX_FRAME};
 use crate::error::{Error, Result};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
@@ -36,13 +37,46 @@ pub(crate) struct WorkerProcess {
     pub(crate) reader: FrameReader,
 }
 
+/// What a new worker is started with.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WorkerOptions {
+    pub(crate) initializer: Option<fn()>,
+    pub(crate) max_frame: usize,
+    /// Tasks have a time limit: the worker stamps when each starts.
+    pub(crate) timed: bool,
+    pub(crate) keep_freed_memory: bool,
+}
+
+impl WorkerOptions {
+    /// A pool's workers, as its options say.
+    pub(crate) fn for_pool(config: &Config) -> Self {
+        WorkerOptions {
+            initializer: config.initializer,
+            max_frame: config.max_frame,
+            timed: config.task_timeout.is_some(),
+            keep_freed_memory: config.keep_freed_memory,
+        }
+    }
+
+    /// A lone child running one task: nothing to keep memory warm for.
+    pub(crate) fn for_child() -> Self {
+        WorkerOptions {
+            initializer: None,
+            max_frame: DEFAULT_MAX_FRAME,
+            timed: false,
+            keep_freed_memory: false,
+        }
+    }
+}
+
 /// Starts a worker and completes the handshake.
 pub(crate) fn start_worker(
-    initializer: Option<fn()>,
-    max_frame: usize,
-    timed: bool,
+    options: &WorkerOptions,
     arena: Option<&Arena>,
 ) -> Result<WorkerProcess> {
+    let WorkerOptions {
+        max_frame, timed, ..
+    } = *options;
     super::worker::keep_linked();
     let (ours, theirs) = UnixStream::pair()?;
     let progress = Progress::create()?;
@@ -69,7 +103,7 @@ pub(crate) fn start_worker(
         arena: false,
         reader: FrameReader::new(max_frame),
     };
-    match handshake(&mut worker, initializer, max_frame) {
+    match handshake(&mut worker, options) {
         Ok(()) => Ok(worker),
         Err(e) => {
             let _ = worker.child.kill();
@@ -163,7 +197,7 @@ fn spawn_now(cmd: &mut Command, inherited: Inherited) -> std::io::Result<Child> 
 }
 
 /// Waits for `Hello`, checks protocol and executable, sends `Setup`.
-fn handshake(w: &mut WorkerProcess, initializer: Option<fn()>, max_frame: usize) -> Result<()> {
+fn handshake(w: &mut WorkerProcess, options: &WorkerOptions) -> Result<()> {
     let deadline = Instant::now() + HELLO_TIMEOUT;
     let hello = loop {
         if w.reader.has_frame() {
@@ -214,22 +248,27 @@ fn handshake(w: &mut WorkerProcess, initializer: Option<fn()>, max_frame: usize)
     }
     w.arena = arena;
     let setup = ToWorker::Setup {
-        initializer: initializer.map(super::entry::offset_of_fn),
+        initializer: options.initializer.map(super::entry::offset_of_fn),
+        keep_freed_memory: options.keep_freed_memory,
     };
     let mut out = FrameWriter::default();
-    out.push(&setup, max_frame, |_| {})?;
+    out.push(&setup, options.max_frame, |_| {})?;
     write_all_blocking(&mut out, &w.sock)
+}
+
+/// `poll`'s form of a timeout (saturating: longer than `i64` seconds is forever).
+pub(crate) fn poll_timeout(d: Duration) -> rustix::event::Timespec {
+    rustix::event::Timespec {
+        tv_sec: d.as_secs().try_into().unwrap_or(i64::MAX),
+        tv_nsec: d.subsec_nanos().into(),
+    }
 }
 
 /// Blocks until `fd` is readable (or hung up) or `timeout` passes.
 pub(crate) fn wait_readable(fd: impl AsFd, timeout: Duration) -> Result<()> {
-    use rustix::event::{PollFd, PollFlags, Timespec, poll};
-    let ts = Timespec {
-        tv_sec: timeout.as_secs().min(i64::MAX as u64) as i64,
-        tv_nsec: i64::from(timeout.subsec_nanos()),
-    };
+    use rustix::event::{PollFd, PollFlags, poll};
     let mut fds = [PollFd::new(&fd, PollFlags::IN)];
-    match poll(&mut fds, Some(&ts)) {
+    match poll(&mut fds, Some(&poll_timeout(timeout))) {
         Ok(_) | Err(rustix::io::Errno::INTR) => Ok(()),
         Err(e) => Err(e.into()),
     }

@@ -12,7 +12,7 @@ use std::os::fd::AsFd;
 use std::sync::Arc;
 
 /// Bumped whenever a header changes shape.
-pub(crate) const PROTOCOL_VERSION: u32 = 2;
+pub(crate) const PROTOCOL_VERSION: u32 = 3;
 
 /// What the parent tells a worker.
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -21,6 +21,8 @@ pub(crate) enum ToWorker {
     Setup {
         /// Offset of the `fn()` initializer from the anchor, if any.
         initializer: Option<i64>,
+        /// Keep memory freed by tasks for the next ones while busy (`heap.rs`).
+        keep_freed_memory: bool,
     },
     /// Run `count` tasks whose encoded arguments form the body.
     Run {

@@ -3,9 +3,10 @@
 
 use super::arena::Arena;
 use super::entry::{EntryFn, Resolver};
+use super::heap::WorkerHeap;
 use super::lanes::{AnswerBuf, FreeUpLane, LANES, Lanes, Way};
 use super::progress::Progress;
-use super::spawn::WORKER_ENV;
+use super::spawn::{WORKER_ENV, poll_timeout};
 use super::spill::Place;
 use super::wire::{
     ExeId, Fill, FrameReader, FrameWriter, FromWorker, PROTOCOL_VERSION, TaskFailure, ToWorker,
@@ -15,6 +16,7 @@ use crate::error::{Error, Result};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::panic::catch_unwind;
+use std::time::Duration;
 
 /// Runs before `main` in every process of an executable linking fondo; returns at
 /// once unless this process was started as a worker, which then never reaches `main`.
@@ -84,7 +86,8 @@ struct Link {
 
 impl Link {
     /// Waits until a whole frame is buffered; false on EOF (the parent is gone or done).
-    fn await_frame(&mut self) -> Result<bool> {
+    /// Gives the heap's freed memory back if the wait outlasts its idle limit.
+    fn await_frame(&mut self, heap: &mut WorkerHeap) -> Result<bool> {
         let mut spin = crate::spin::Spin::new();
         while !self.reader.has_frame() {
             if !self.writer.is_empty() {
@@ -100,20 +103,26 @@ impl Link {
             if spin.again() {
                 continue;
             }
-            self.wait(!self.writer.is_empty())?;
+            if self.wait(!self.writer.is_empty(), heap.idle_limit())? == Waited::TimedOut {
+                heap.give_back();
+            }
         }
         Ok(true)
     }
 
-    fn wait(&self, want_write: bool) -> Result<()> {
+    /// Sleeps until the socket is ready (readable, or writable if `want_write`), a
+    /// signal arrives or `limit` passes.
+    fn wait(&self, want_write: bool, limit: Option<Duration>) -> Result<Waited> {
         use rustix::event::{PollFd, PollFlags, poll};
         let mut flags = PollFlags::IN;
         if want_write {
             flags |= PollFlags::OUT;
         }
         let mut fds = [PollFd::new(&self.sock, flags)];
-        match poll(&mut fds, None) {
-            Ok(_) | Err(rustix::io::Errno::INTR) => Ok(()),
+        let timeout = limit.map(poll_timeout);
+        match poll(&mut fds, timeout.as_ref()) {
+            Ok(0) => Ok(Waited::TimedOut),
+            Ok(_) | Err(rustix::io::Errno::INTR) => Ok(Waited::Woken),
             Err(e) => Err(e.into()),
         }
     }
@@ -124,10 +133,17 @@ impl Link {
             if self.reader.fill(&self.sock)? == Fill::Eof {
                 return Ok(());
             }
-            self.wait(true)?;
+            self.wait(true, None)?;
         }
         Ok(())
     }
+}
+
+/// How a [`Link::wait`] ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Waited {
+    Woken,
+    TimedOut,
 }
 
 /// The worker's life: hello, setup, then run batches until shutdown or EOF.
@@ -174,11 +190,18 @@ fn serve(spec: &str) -> Result<()> {
     link.writer.push(&hello, link.max_frame, |_| {})?;
     link.drain_output()?;
     let resolver = Resolver::new();
-    while link.await_frame()? {
+    let mut heap = WorkerHeap::default();
+    while link.await_frame(&mut heap)? {
         let payload = link.reader.next_frame()?.unwrap_or_default();
         let (header, body): (ToWorker, &[u8]) = decode_header(payload)?;
         match header {
-            ToWorker::Setup { initializer } => {
+            ToWorker::Setup {
+                initializer,
+                keep_freed_memory,
+            } => {
+                if keep_freed_memory {
+                    heap.keep_freed_memory();
+                }
                 if let Some(offset) = initializer {
                     let init = resolver.init_fn(offset).ok_or_else(|| {
                         Error::Protocol("initializer offset outside the executable".into())
@@ -207,6 +230,7 @@ fn serve(spec: &str) -> Result<()> {
         // behind a task that may hang would delay it, or run it twice if that
         // task's worker is then killed.
         link.writer.flush(&link.sock)?;
+        heap.worked();
     }
     link.drain_output()
 }

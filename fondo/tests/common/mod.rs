@@ -68,3 +68,12 @@ pub fn processes() -> Vec<ProcStat> {
         .filter_map(proc_stat)
         .collect()
 }
+
+/// A size line of `/proc/<pid>/status` in kB (`field` as `"RssShmem"`, `"RssAnon"`).
+pub fn status_kb(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status
+        .lines()
+        .find(|l| l.strip_prefix(field).is_some_and(|r| r.starts_with(':')))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
