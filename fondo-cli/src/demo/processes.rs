@@ -6,7 +6,7 @@ use crate::table::Table;
 use fondo::{Error, Pool, Timer};
 use num_bigint::BigUint;
 
-/// In [3] [22] [23] [24]: two sleeping children, then the factorial halves in two
+/// In \[3\] \[22\] \[23\] \[24\]: two sleeping children, then the factorial halves in two
 /// children — which, unlike Python's, return their lists.
 pub fn spawned(ctx: &mut Ctx) -> Outcome {
     let main = std::process::id();
@@ -114,7 +114,7 @@ pub fn spawned(ctx: &mut Ctx) -> Outcome {
     Ok(())
 }
 
-/// In [15] [17] [18]: `Pool(n).map(factorial, range(1000, 2000))`, timed with the
+/// In \[15\] \[17\] \[18\]: `Pool(n).map(factorial, range(1000, 2000))`, timed with the
 /// pool's creation and shutdown like the notebook's `with` block; then `starmap`.
 pub fn pool(ctx: &mut Ctx) -> Outcome {
     let (reference, single) = {
@@ -230,7 +230,7 @@ struct Cell {
     pids: Vec<u32>,
 }
 
-/// In [38] [39] [10] [6] [8]: `apply` blocks, `apply_async` does not; `wait` and `get`.
+/// In \[38\] \[39\] \[10\] \[6\] \[8\]: `apply` blocks, `apply_async` does not; `wait` and `get`.
 pub fn apply(ctx: &mut Ctx) -> Outcome {
     let nap = ctx.nap(1.5, 0.15);
     let short_nap = ctx.nap(0.2, 0.1);
@@ -418,7 +418,7 @@ pub fn apply(ctx: &mut Ctx) -> Outcome {
     Ok(())
 }
 
-/// In [9] [28] [7]: results lost when the pool closes, and `get` hanging forever —
+/// In \[9\] \[28\] \[7\]: results lost when the pool closes, and `get` hanging forever —
 /// both fixed.
 pub fn pitfalls(ctx: &mut Ctx) -> Outcome {
     let main = std::process::id();

@@ -12,7 +12,7 @@ fn joined<T>(r: thread::Result<T>) -> Result<T, String> {
     r.map_err(|_| "a thread panicked".to_string())
 }
 
-/// In [2]: `t1`, `t2` run `f` (sleep, then print) at once: the total is one sleep.
+/// In \[2\]: `t1`, `t2` run `f` (sleep, then print) at once: the total is one sleep.
 pub fn sleeping(ctx: &mut Ctx) -> Outcome {
     let nap = ctx.nap(5.0, 0.2);
     ctx.say(&tr!(
@@ -55,7 +55,7 @@ pub fn sleeping(ctx: &mut Ctx) -> Outcome {
     Ok(())
 }
 
-/// In [11] [14] [15] [34]: factorial of 1000..2000 in one thread, in two threads
+/// In \[11\] \[14\] \[15\] \[34\]: factorial of 1000..2000 in one thread, in two threads
 /// writing halves of one list, and with `Pool::threads(2).map`.
 pub fn factorial(ctx: &mut Ctx) -> Outcome {
     let n = (END - FIRST) as usize;
@@ -134,7 +134,7 @@ pub fn factorial(ctx: &mut Ctx) -> Outcome {
     Ok(())
 }
 
-/// In [11] (threads) and In [9] (processes): `pid(x)` sleeps, then reports its PID.
+/// In \[11\] (threads) and In \[9\] (processes): `pid(x)` sleeps, then reports its PID.
 pub fn pids(ctx: &mut Ctx) -> Outcome {
     let nap = ctx.nap(3.0, 0.1);
     let main = std::process::id();
