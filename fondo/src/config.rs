@@ -106,15 +106,17 @@ impl Builder {
     }
 
     /// Have worker processes return memory their tasks free to the system at once,
-    /// instead of keeping it for the next task while they are busy (process backend,
-    /// Linux with glibc; elsewhere the allocator keeps its own policy).
+    /// instead of keeping it for the next task while they are busy.
     ///
-    /// By default a worker keeps what its tasks free, so a task decoding a big
-    /// argument fills pages already mapped instead of having the kernel zero fresh
-    /// ones (with 64 MiB arguments: about 8 GB/s instead of 2 here). It gives it all
-    /// back after 1 s without work, and at least every 10 s while busy, as jemalloc
-    /// does with its default decay. Turn it off when a worker's peak must not outlive
-    /// the task that made it.
+    /// By default a process worker on Linux with glibc keeps what its tasks free, so
+    /// a task decoding a big argument fills pages already mapped instead of having
+    /// the kernel zero fresh ones (with 64 MiB arguments: about 8 GB/s instead of 2
+    /// on the machine the benchmarks ran on). It gives it all back after 1 s without
+    /// work, and at least every 10 s while busy, as jemalloc does with its default
+    /// decay. Set this when a worker's peak must not outlive the task that made it.
+    ///
+    /// Thread workers and MPI ranks, and process workers elsewhere, always follow
+    /// the allocator's own policy, as if this were set.
     pub fn return_freed_memory(mut self) -> Self {
         self.return_freed_memory = true;
         self
