@@ -141,6 +141,7 @@ pub(crate) struct ArenaSlot {
 }
 
 impl Window for ArenaSlot {
+    #[inline]
     fn window(&mut self) -> &mut [u8] {
         let (at, len) = (self.index * self.arena.slot_len, self.arena.slot_len);
         // SAFETY: the slot is ours alone: taken off the free list, and no job holding

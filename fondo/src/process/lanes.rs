@@ -140,6 +140,7 @@ impl UpLane<'_> {
 }
 
 impl Window for UpLane<'_> {
+    #[inline]
     fn window(&mut self) -> &mut [u8] {
         // SAFETY: `up_lane`'s contract: the worker owns the lane until it sends the
         // answer, and this is its only window over it.

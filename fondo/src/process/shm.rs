@@ -69,6 +69,7 @@ impl Region {
     }
 
     /// The bytes `at .. at + len`, checked to lie inside the mapping.
+    #[inline]
     fn range(&self, at: usize, len: usize) -> Result<*mut u8> {
         match at.checked_add(len) {
             Some(end) if end <= self.len => {
@@ -114,6 +115,7 @@ impl Region {
     /// The caller must own those bytes exclusively for as long as the slice lives:
     /// no other slice over them, in this process or another.
     #[allow(clippy::mut_from_ref)] // the exclusivity is the caller's protocol, not a borrow
+    #[inline]
     pub(crate) unsafe fn write_window(&self, at: usize, len: usize) -> Result<&mut [u8]> {
         let dst = self.range(at, len)?;
         // SAFETY: in bounds and initialised; exclusive by the caller's contract.

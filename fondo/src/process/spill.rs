@@ -73,6 +73,27 @@ impl<S: WindowSource> SpillBuf<S> {
         self.place = Place::Window { window, len };
     }
 
+    /// Bytes that make the buffer move: into a window once big, back to the heap
+    /// if they outgrow it.
+    #[cold]
+    #[inline(never)]
+    fn extend_moving(&mut self, bytes: &[u8]) {
+        if self.source.is_some()
+            && matches!(&self.place, Place::Heap(v) if v.len() + bytes.len() >= LANE_MIN)
+        {
+            self.move_to_window();
+        }
+        if let Place::Window { window, len } = &mut self.place {
+            if append_to_window(window, len, bytes) {
+                return;
+            }
+            self.move_to_heap(bytes.len());
+        }
+        if let Place::Heap(v) = &mut self.place {
+            v.extend_from_slice(bytes);
+        }
+    }
+
     fn move_to_heap(&mut self, room: usize) {
         if let Place::Window { window, len } = &self.place {
             let mut heap = std::mem::take(&mut self.spare);
@@ -80,6 +101,20 @@ impl<S: WindowSource> SpillBuf<S> {
             heap.extend_from_slice(window.bytes(*len));
             self.place = Place::Heap(heap);
         }
+    }
+}
+
+/// Writes `bytes` after the first `len` bytes of `window` if they fit; false if not.
+#[inline]
+fn append_to_window<W: Window>(window: &mut W, len: &mut usize, bytes: &[u8]) -> bool {
+    let end = *len + bytes.len();
+    match window.window().get_mut(*len..end) {
+        Some(dst) => {
+            dst.copy_from_slice(bytes);
+            *len = end;
+            true
+        }
+        None => false,
     }
 }
 
@@ -91,40 +126,29 @@ impl<S: WindowSource> Out for SpillBuf<S> {
         }
     }
 
+    /// Inline for the common cases (room where the bytes are); moves go to a cold call.
+    #[inline]
     fn extend(&mut self, bytes: &[u8]) {
-        if self.source.is_some()
-            && matches!(&self.place, Place::Heap(v) if v.len() + bytes.len() >= LANE_MIN)
-        {
-            self.move_to_window();
-        }
-        if let Place::Window { window, len } = &mut self.place {
-            let end = *len + bytes.len();
-            if let Some(dst) = window.window().get_mut(*len..end) {
-                dst.copy_from_slice(bytes);
-                *len = end;
+        match &mut self.place {
+            Place::Window { window, len } => {
+                if append_to_window(window, len, bytes) {
+                    return;
+                }
+            }
+            Place::Heap(v) if self.source.is_none() || v.len() + bytes.len() < LANE_MIN => {
+                v.extend_from_slice(bytes);
                 return;
             }
-            self.move_to_heap(bytes.len());
+            Place::Heap(_) => {}
         }
-        if let Place::Heap(v) = &mut self.place {
-            v.extend_from_slice(bytes);
-        }
+        self.extend_moving(bytes);
     }
 
+    /// postcard writes some values (a `Vec<u8>`, for one) a byte at a time: this
+    /// path is small enough to inline into the encoder's loop.
+    #[inline]
     fn push(&mut self, byte: u8) {
-        // postcard writes some values (a `Vec<u8>`, for one) a byte at a time: keep
-        // this path free of copies and moves.
-        match &mut self.place {
-            Place::Heap(v) if self.source.is_none() || v.len() + 1 < LANE_MIN => v.push(byte),
-            Place::Window { window, len } => match window.window().get_mut(*len) {
-                Some(slot) => {
-                    *slot = byte;
-                    *len += 1;
-                }
-                None => self.extend(&[byte]),
-            },
-            Place::Heap(_) => self.extend(&[byte]),
-        }
+        self.extend(&[byte]);
     }
 
     fn truncate(&mut self, to: usize) {

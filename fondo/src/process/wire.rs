@@ -188,9 +188,11 @@ impl Out for Vec<u8> {
     fn len(&self) -> usize {
         Vec::len(self)
     }
+    #[inline]
     fn extend(&mut self, bytes: &[u8]) {
         self.extend_from_slice(bytes);
     }
+    #[inline]
     fn push(&mut self, byte: u8) {
         Vec::push(self, byte);
     }
@@ -209,10 +211,12 @@ struct AppendTo<'a, O: ?Sized>(&'a mut O);
 impl<O: Out + ?Sized> postcard::ser_flavors::Flavor for AppendTo<'_, O> {
     type Output = ();
 
+    #[inline]
     fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
         self.0.extend(data);
         Ok(())
     }
+    #[inline]
     fn try_push(&mut self, data: u8) -> postcard::Result<()> {
         self.0.push(data);
         Ok(())
