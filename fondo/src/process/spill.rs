@@ -145,10 +145,26 @@ impl<S: WindowSource> Out for SpillBuf<S> {
     }
 
     /// postcard writes some values (a `Vec<u8>`, for one) a byte at a time: this
-    /// path is small enough to inline into the encoder's loop.
-    #[inline]
+    /// runs once per byte, so it stores the byte itself (no one-byte `memcpy`) and
+    /// is always inlined into the encoder's loop (left to the heuristics, some
+    /// callers got a call per byte: 0.41 GB/s instead of 0.8 for a `Vec<u8>`).
+    #[inline(always)]
     fn push(&mut self, byte: u8) {
-        self.extend(&[byte]);
+        match &mut self.place {
+            Place::Window { window, len } => {
+                if let Some(slot) = window.window().get_mut(*len) {
+                    *slot = byte;
+                    *len += 1;
+                    return;
+                }
+            }
+            Place::Heap(v) if self.source.is_none() || v.len() + 1 < LANE_MIN => {
+                v.push(byte);
+                return;
+            }
+            Place::Heap(_) => {}
+        }
+        self.extend_moving(&[byte]);
     }
 
     fn truncate(&mut self, to: usize) {

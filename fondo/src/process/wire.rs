@@ -192,7 +192,7 @@ impl Out for Vec<u8> {
     fn extend(&mut self, bytes: &[u8]) {
         self.extend_from_slice(bytes);
     }
-    #[inline]
+    #[inline(always)]
     fn push(&mut self, byte: u8) {
         Vec::push(self, byte);
     }
@@ -216,7 +216,7 @@ impl<O: Out + ?Sized> postcard::ser_flavors::Flavor for AppendTo<'_, O> {
         self.0.extend(data);
         Ok(())
     }
-    #[inline]
+    #[inline(always)] // once per byte of a `Vec<u8>`: see `SpillBuf::push`
     fn try_push(&mut self, data: u8) -> postcard::Result<()> {
         self.0.push(data);
         Ok(())
