@@ -82,6 +82,8 @@ def identity(x):
 
 FACTORIAL_RANGE = range(1000, 2000)
 MIB = 1024 * 1024
+# How long the payload figure warms up (fondo-cli/src/bench/overhead.rs: PAYLOAD_WARM_UP).
+PAYLOAD_WARM_UP_S = 2.0
 
 
 def log(msg):
@@ -370,9 +372,12 @@ def plan(args):
     )
 
     def payload(p):
-        # A full-size warm-up, as every other figure gets (fondo's bench does the
-        # same): the samples measure the steady state, not the first touch.
+        # Full-size round trips for 2 s (one at least), as fondo's bench does: the
+        # samples measure the steady state, not the first touch.
+        deadline = time.perf_counter() + PAYLOAD_WARM_UP_S
         payload_roundtrip(p, payload_size, 8)
+        while time.perf_counter() < deadline:
+            payload_roundtrip(p, payload_size, 8)
         return [payload_roundtrip(p, payload_size, 8) for _ in range(repeat)]
 
     yield "payload_roundtrip", "GB_per_s", 2, lambda: with_pool(2, payload)

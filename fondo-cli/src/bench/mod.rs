@@ -18,7 +18,8 @@
 //!   fresh allocation (`alloc_copy`), which bound it; pool(2) create + first task +
 //!   close. The same on `Pool::threads(2)` where it applies, for contrast.
 //!
-//! Each figure runs once untimed (warm-up), then `--repeat` times (default 5,
+//! Each figure runs once untimed (warm-up; the payload figures, fondo's and
+//! CPython's, for 2 s as criterion does), then `--repeat` times (default 5,
 //! `--quick` 2); medians and minima are reported, and ratios use medians. Pools are
 //! created outside the timed region except for the create-and-close figure.
 //! `--quick` also shrinks the inputs (100k noop tasks, 5k imap tasks, 8 MiB payloads;
