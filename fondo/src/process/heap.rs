@@ -41,10 +41,9 @@ impl Default for WorkerHeap {
 }
 
 impl WorkerHeap {
-    /// Starts keeping freed memory, where the allocator lets us; says whether it does.
-    pub(crate) fn keep_freed_memory(&mut self) -> bool {
+    /// Starts keeping freed memory, where the allocator lets us.
+    pub(crate) fn keep_freed_memory(&mut self) {
         self.keeping = self.keeping || allocator::keep_freed();
-        self.keeping
     }
 
     /// Notes that tasks (or the initializer) ran; gives memory back if a busy stretch
