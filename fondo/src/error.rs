@@ -72,12 +72,26 @@ pub enum Error {
     /// A task was submitted to a pool that is closed.
     #[error("the pool is closed and takes no new tasks")]
     Closed,
-    /// An argument or a result could not be (de)serialised for the trip to a worker.
-    #[error("could not serialise or deserialise the {what}: {message}")]
+    /// An argument or a result could not be (de)serialised for the trip to or from
+    /// a worker: its `Serialize` or `Deserialize` returned an error or panicked.
+    #[error("{step} of the {what} (`{type_name}`) failed in the {side}: {message}", side = step.side(*what))]
     Serialization {
-        /// What failed: "arguments", "result", "frame"…
-        what: &'static str,
-        /// The serialiser's message.
+        /// Which value: the task's arguments or its result.
+        what: Payload,
+        /// Which way it failed: encoding (`Serialize`) or decoding (`Deserialize`).
+        step: SerdeStep,
+        /// The Rust type being (de)serialised.
+        type_name: String,
+        /// The type's own error message (or its panic's), else the encoder's.
+        message: String,
+    },
+    /// A worker's initializer failed (panicked, exited, was killed, or outlived the
+    /// task timeout): no task runs on a worker that was not initialised, and the
+    /// pool is broken — every pending and later task gets this error, as
+    /// `concurrent.futures` reports a `BrokenProcessPool`.
+    #[error("the pool is broken: a worker's initializer failed: {message}")]
+    InitializerFailed {
+        /// What happened to the initializer.
         message: String,
     },
     /// A frame broke the protocol (truncated, oversized, unknown kind…).
@@ -103,6 +117,53 @@ pub enum Error {
     Io(Arc<io::Error>),
 }
 
+/// Which value of a task failed to cross a process boundary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Payload {
+    /// The task's arguments (encoded by the caller, decoded by the worker).
+    Arguments,
+    /// The task's result (encoded by the worker, decoded by the caller).
+    Result,
+}
+
+impl fmt::Display for Payload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Payload::Arguments => "arguments",
+            Payload::Result => "result",
+        })
+    }
+}
+
+/// Which half of serde failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum SerdeStep {
+    /// The value's `Serialize` (encoding).
+    Serialize,
+    /// The value's `Deserialize` (decoding).
+    Deserialize,
+}
+
+impl SerdeStep {
+    /// Where this step runs for `what`: the caller's process or the worker.
+    fn side(self, what: Payload) -> &'static str {
+        match (what, self) {
+            (Payload::Arguments, SerdeStep::Serialize)
+            | (Payload::Result, SerdeStep::Deserialize) => "caller",
+            _ => "worker",
+        }
+    }
+}
+
+impl fmt::Display for SerdeStep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SerdeStep::Serialize => "Serialize",
+            SerdeStep::Deserialize => "Deserialize",
+        })
+    }
+}
+
 impl From<io::Error> for Error {
     fn from(e: io::Error) -> Self {
         Error::Io(Arc::new(e))
@@ -115,23 +176,11 @@ impl From<rustix::io::Errno> for Error {
     }
 }
 
-impl Error {
-    /// Builds `Panicked` from a `catch_unwind` payload.
-    pub(crate) fn from_panic(payload: &(dyn std::any::Any + Send)) -> Self {
+impl From<crate::panic::Caught> for Error {
+    fn from(caught: crate::panic::Caught) -> Self {
         Error::Panicked {
-            message: panic_message(payload),
-            location: None,
+            message: caught.message,
+            location: caught.location,
         }
-    }
-}
-
-/// The text of a panic payload (`&str` or `String`), or a placeholder.
-pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "<non-string panic payload>".to_owned()
     }
 }

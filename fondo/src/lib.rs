@@ -103,6 +103,7 @@ mod imap;
 mod join;
 #[cfg(feature = "mpi")]
 pub mod mpi;
+mod panic;
 mod pool;
 pub mod process;
 mod queue;
@@ -115,7 +116,7 @@ pub mod timer;
 
 pub use config::Builder;
 pub use cpu::{CpuInfo, cpu_count, cpu_info};
-pub use error::{Error, ExitCause, Result};
+pub use error::{Error, ExitCause, Payload, Result, SerdeStep};
 pub use imap::Imap;
 pub use pool::{Backend, Pool};
 pub use process::{Child, Processes, spawn};

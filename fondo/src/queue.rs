@@ -15,6 +15,16 @@ pub(crate) enum Phase {
     Closed,
     /// Dropped its work; workers are being stopped (Python's `terminate()`).
     Terminated,
+    /// A worker could not be set up (its initializer failed): like `Terminated`,
+    /// with that error for every task (`concurrent.futures`' broken pool).
+    Broken,
+}
+
+impl Phase {
+    /// True once the pool has dropped its work (terminated or broken).
+    pub(crate) fn is_stopped(self) -> bool {
+        matches!(self, Phase::Terminated | Phase::Broken)
+    }
 }
 
 /// A job that can be failed without running: what the queue does with refused work.
@@ -43,6 +53,20 @@ struct QueueState<J> {
     /// `close()` came while submissions were in progress: the phase turns `Closed`
     /// when the last of them ends, so an accepted submission is never cut short.
     close_requested: bool,
+    /// Why the pool is broken, once it is.
+    broken: Option<Error>,
+}
+
+impl<J> QueueState<J> {
+    /// Why a job is refused now, if it is.
+    fn refusal(&self) -> Option<Error> {
+        match self.phase {
+            Phase::Open => None,
+            Phase::Closed => Some(Error::Closed),
+            Phase::Terminated => Some(Error::Terminated),
+            Phase::Broken => Some(self.broken.clone().unwrap_or(Error::Terminated)),
+        }
+    }
 }
 
 impl<J> Default for JobQueue<J> {
@@ -54,6 +78,7 @@ impl<J> Default for JobQueue<J> {
                 sleepers: 0,
                 submitting: 0,
                 close_requested: false,
+                broken: None,
             }),
             changed: Condvar::new(),
             queued: AtomicUsize::new(0),
@@ -83,14 +108,13 @@ impl<J> JobQueue<J> {
         mut st: MutexGuard<'_, QueueState<J>>,
         jobs: impl IntoIterator<Item = J>,
     ) -> Result<(), (Error, Vec<J>)> {
-        match st.phase {
-            Phase::Open => {
+        match st.refusal() {
+            None => {
                 st.jobs.extend(jobs);
                 self.publish(st);
                 Ok(())
             }
-            Phase::Closed => Err((Error::Closed, jobs.into_iter().collect())),
-            Phase::Terminated => Err((Error::Terminated, jobs.into_iter().collect())),
+            Some(error) => Err((error, jobs.into_iter().collect())),
         }
     }
 
@@ -136,7 +160,7 @@ impl<J> JobQueue<J> {
         let mut spin = crate::spin::Spin::new();
         let mut st = self.lock();
         loop {
-            if st.phase == Phase::Terminated {
+            if st.phase.is_stopped() {
                 return None;
             }
             if let Some(job) = st.jobs.pop_front() {
@@ -164,7 +188,7 @@ impl<J> JobQueue<J> {
     /// The next job if one is queued and the pool is not terminated.
     pub(crate) fn try_pop(&self) -> Option<J> {
         let mut st = self.lock();
-        if st.phase == Phase::Terminated {
+        if st.phase.is_stopped() {
             return None;
         }
         let job = st.jobs.pop_front();
@@ -173,10 +197,10 @@ impl<J> JobQueue<J> {
     }
 
     /// Puts a job back at the front (work a dead worker never started).
-    pub(crate) fn push_front(&self, job: J) -> Result<(), J> {
+    pub(crate) fn push_front(&self, job: J) -> Result<(), (Error, J)> {
         let mut st = self.lock();
-        if st.phase == Phase::Terminated {
-            return Err(job);
+        if let Some(error) = st.refusal().filter(|_| st.phase.is_stopped()) {
+            return Err((error, job));
         }
         st.jobs.push_front(job);
         self.publish(st);
@@ -220,8 +244,26 @@ impl<J> JobQueue<J> {
 
     /// Stops everything and hands back the jobs that never started.
     pub(crate) fn terminate(&self) -> Vec<J> {
+        self.stop(Phase::Terminated, None)
+    }
+
+    /// Breaks the pool with `error` (unless it is already stopped) and hands back
+    /// the jobs that never started, for the caller to fail with it.
+    pub(crate) fn break_with(&self, error: Error) -> Vec<J> {
+        self.stop(Phase::Broken, Some(error))
+    }
+
+    /// The error every pending task gets once the pool is stopped.
+    pub(crate) fn stop_error(&self) -> Error {
+        self.lock().refusal().unwrap_or(Error::Terminated)
+    }
+
+    fn stop(&self, phase: Phase, broken: Option<Error>) -> Vec<J> {
         let mut st = self.lock();
-        st.phase = Phase::Terminated;
+        if !st.phase.is_stopped() {
+            st.phase = phase;
+            st.broken = broken;
+        }
         let dropped = st.jobs.drain(..).collect();
         self.queued.store(0, Ordering::Release);
         drop(st);

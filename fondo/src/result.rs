@@ -338,12 +338,8 @@ impl<R> Slot<R> {
 
 /// Runs a user callback; a panic in it must not take down the pool thread delivering results.
 fn run_callback<R>(cb: Callback<R>, result: &Result<R>) {
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cb(result)));
-    if let Err(p) = outcome {
-        eprintln!(
-            "fondo: a result callback panicked: {}",
-            crate::error::panic_message(&*p)
-        );
+    if let Err(caught) = crate::panic::catch(|| cb(result)) {
+        eprintln!("fondo: a result callback panicked: {}", caught.message);
     }
 }
 

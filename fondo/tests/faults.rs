@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 mod common;
 use common::{alive, eventually};
 
-use fondo::{AsyncResult, Error, ExitCause, Pool, Processes};
+use fondo::{AsyncResult, Error, ExitCause, Payload, Pool, Processes};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 // ---------------------------------------------------------------------------
@@ -587,7 +587,7 @@ fn picky_out(x: u64) -> Picky {
 
 /// The four ways serialisation can fail, each in the middle of a batch (chunks of 4):
 /// only the task it concerns fails.
-fn serialization_case(outcomes: Vec<fondo::Result<u64>>, bad: usize, what: &str) {
+fn serialization_case(outcomes: Vec<fondo::Result<u64>>, bad: usize, what: Payload) {
     for (i, o) in outcomes.iter().enumerate() {
         if i == bad {
             match o {
@@ -611,19 +611,19 @@ fn argument_that_cannot_be_serialised() {
     let out: Vec<_> = wd.guard("argument serialise", TRIAL_LIMIT, || {
         pool.imap(picky_in, (10..18).map(Picky)).collect()
     });
-    serialization_case(out, 3, "arguments");
+    serialization_case(out, 3, Payload::Arguments);
     let r = pool.apply_async(picky_in, (Picky(13),));
     assert!(matches!(
         must_get(&r, "apply"),
         Err(Error::Serialization {
-            what: "arguments",
+            what: Payload::Arguments,
             ..
         })
     ));
     assert!(matches!(
         pool.map(picky_in, (10..18).map(Picky)),
         Err(Error::Serialization {
-            what: "arguments",
+            what: Payload::Arguments,
             ..
         })
     ));
@@ -637,14 +637,14 @@ fn argument_that_cannot_be_deserialised() {
     let out: Vec<_> = wd.guard("argument deserialise", TRIAL_LIMIT, || {
         pool.imap(picky_in, (664..672).map(Picky)).collect()
     });
-    serialization_case(out, 2, "arguments");
+    serialization_case(out, 2, Payload::Arguments);
     let r = pool.apply_async(picky_in, (Picky(666),));
     let got = must_get(&r, "apply");
     assert!(
         matches!(
             got,
             Err(Error::Serialization {
-                what: "arguments",
+                what: Payload::Arguments,
                 ..
             })
         ),
@@ -667,7 +667,7 @@ fn result_that_cannot_be_serialised() {
             .map(|r| r.map(|p| p.0))
             .collect()
     });
-    serialization_case(out, 3, "result");
+    serialization_case(out, 3, Payload::Result);
     assert_eq!(pool.pids(), before, "a bad result must not kill the worker");
 }
 
@@ -681,11 +681,17 @@ fn result_that_cannot_be_deserialised() {
             .map(|r| r.map(|p| p.0))
             .collect()
     });
-    serialization_case(out, 2, "result");
+    serialization_case(out, 2, Payload::Result);
     let r = pool.apply_async(picky_out, (666,));
     let got = must_get(&r, "apply");
     assert!(
-        matches!(got, Err(Error::Serialization { what: "result", .. })),
+        matches!(
+            got,
+            Err(Error::Serialization {
+                what: Payload::Result,
+                ..
+            })
+        ),
         "{got:?}"
     );
     assert_eq!(pool.apply(picky_out, (665,)).unwrap(), Picky(665));

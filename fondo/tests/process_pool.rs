@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 mod common;
 use common::{alive, eventually, proc_stat};
 
-use fondo::{Error, ExitCause, Pool, Result};
+use fondo::{Error, ExitCause, Payload, Pool, Result};
 use serde::{Deserialize, Serialize};
 
 /// Generous guard against a hang: long enough never to trip on a slow machine.
@@ -968,7 +968,7 @@ fn unserialisable_argument_fails_only_its_task() -> Result<()> {
                     matches!(
                         r,
                         Err(Error::Serialization {
-                            what: "arguments",
+                            what: Payload::Arguments,
                             ..
                         })
                     ),
@@ -1004,7 +1004,13 @@ fn unserialisable_result_fails_only_its_task() -> Result<()> {
         for (i, r) in out.iter().enumerate() {
             if i == 13 {
                 assert!(
-                    matches!(r, Err(Error::Serialization { what: "result", .. })),
+                    matches!(
+                        r,
+                        Err(Error::Serialization {
+                            what: Payload::Result,
+                            ..
+                        })
+                    ),
                     "chunk {chunk}: {r:?}"
                 );
             } else {
@@ -1029,7 +1035,7 @@ fn undeserialisable_argument_fails_its_task() -> Result<()> {
         matches!(
             r,
             Err(Error::Serialization {
-                what: "arguments",
+                what: Payload::Arguments,
                 ..
             })
         ),
@@ -1037,7 +1043,13 @@ fn undeserialisable_argument_fails_its_task() -> Result<()> {
     );
     let r = pool.apply(give_no_read, (13,));
     assert!(
-        matches!(r, Err(Error::Serialization { what: "result", .. })),
+        matches!(
+            r,
+            Err(Error::Serialization {
+                what: Payload::Result,
+                ..
+            })
+        ),
         "{r:?}"
     );
     let out: Vec<Result<u32>> = pool.imap(take_no_read, (0..20).map(NoRead13)).collect();
@@ -1083,7 +1095,7 @@ fn a_death_after_an_undecodable_argument_blames_the_task_that_died() -> Result<(
         matches!(
             &out[1],
             Err(Error::Serialization {
-                what: "arguments",
+                what: Payload::Arguments,
                 ..
             })
         ),

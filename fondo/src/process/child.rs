@@ -1,14 +1,12 @@
 //! `fondo::spawn`: one function call in a new process, joined like a thread.
 
 use super::entry::offset_of_entry;
+use super::item::{decode_outcome, encode_item};
 use super::lanes::Answer;
 use super::spawn::{WorkerOptions, WorkerProcess, start_worker, wait_readable, write_all_blocking};
-use super::wire::{
-    Fill, FrameWriter, FromWorker, ToWorker, WireResult, decode_header, next_item, push_item,
-    serde_error,
-};
+use super::wire::{Fill, FrameWriter, FromWorker, ToWorker, decode_header, next_item};
 use crate::config::DEFAULT_MAX_FRAME;
-use crate::error::{Error, ExitCause, Result};
+use crate::error::{Error, ExitCause, Payload, Result};
 use crate::task::Task;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -39,7 +37,7 @@ where
 {
     let _ = f; // zero-sized: the worker conjures its own copy from the offset
     let mut body = Vec::new();
-    push_item(&mut body, &args).map_err(|e| serde_error("arguments", e))?;
+    encode_item(&mut body, &args, Payload::Arguments)?;
     let mut worker = start_worker(&WorkerOptions::for_child(), None)?;
     let mut out = FrameWriter::default();
     let run = ToWorker::Run {
@@ -156,10 +154,7 @@ fn read_outcome<R: DeserializeOwned>(w: &mut WorkerProcess) -> Result<R> {
         return Err(Error::Protocol("unexpected frame from child".into()));
     }
     let mut body = answer.body;
-    let item =
-        next_item(&mut body).ok_or_else(|| Error::Protocol("empty answer from child".into()))?;
-    let result: WireResult<R> = postcard::from_bytes(item).map_err(|e| serde_error("result", e))?;
-    result.map_err(Error::from)
+    decode_outcome(next_item(&mut body))
 }
 
 impl<R> Drop for Child<R> {

@@ -2,13 +2,14 @@
 //! entry point from a fixed anchor in the same executable, valid in every process
 //! running that executable whatever ASLR did.
 
+use super::item::{decode_next, encode_item};
 use super::lanes::AnswerBuf;
 use super::progress::Progress;
-use super::wire::{Out, TaskFailure, WireResult, next_item, push_item};
+use super::wire::{Out, TaskFailure, WireResult, push_item};
+use crate::error::Payload;
 use crate::task::Task;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 
 /// A batch entry point: decodes `count` argument tuples from `args`, runs the task
 /// on each and appends `count` encoded outcomes to `out`.
@@ -128,6 +129,11 @@ fn conjure<F>() -> F {
 
 /// The monomorphised batch entry point for `F` on `Args`. Each argument tuple and
 /// each outcome is its own length-prefixed item, so one bad item fails one task.
+///
+/// A task counts as started before its arguments are decoded and as finished only
+/// once its outcome is encoded and dropped: a worker that dies anywhere in between
+/// (a `Deserialize`, the task, a `Serialize` or a `Drop` that aborts or exits) is
+/// blamed on this task, never on a neighbour and never on nobody.
 fn entry_point<F, Args>(mut args: &[u8], count: u32, out: &mut AnswerBuf<'_>, progress: &Progress)
 where
     F: Task<Args>,
@@ -136,38 +142,36 @@ where
 {
     let f = conjure::<F>();
     for _ in 0..count {
-        // Every task counts on the progress page, even one whose arguments do not
-        // decode: the parent numbers tasks by dispatch order to blame the right one.
         progress.start_task();
-        let outcome = match next_item(&mut args).map(postcard::from_bytes::<Args>) {
-            Some(Ok(a)) => {
-                catch_unwind(AssertUnwindSafe(|| f.call(a))).map_err(|p| TaskFailure::Panicked {
-                    message: crate::error::panic_message(&*p),
-                    location: None,
-                })
-            }
-            Some(Err(e)) => Err(TaskFailure::Serialization {
-                what: "arguments".into(),
-                message: e.to_string(),
-            }),
-            None => Err(TaskFailure::Serialization {
-                what: "arguments".into(),
-                message: "the batch ended before this task's arguments".into(),
-            }),
-        };
-        progress.finish_task();
+        let outcome = decode_next::<Args>(&mut args, Payload::Arguments)
+            .map_err(TaskFailure::from)
+            .and_then(|a| crate::panic::catch(|| f.call(a)).map_err(TaskFailure::from));
         push_outcome(out, outcome);
+        progress.finish_task();
     }
 }
 
-/// Appends one outcome; a result that fails to encode becomes a `Serialization` failure.
+/// Appends one outcome and drops it. A result that fails to encode becomes a
+/// `Serialization` failure; one whose `Drop` panics, a `Panicked` one.
 fn push_outcome<R: Serialize>(out: &mut impl Out, outcome: WireResult<R>) {
-    if let Err(e) = push_item(out, &outcome) {
-        let failure: WireResult<()> = Err(TaskFailure::Serialization {
-            what: "result".into(),
-            message: e.to_string(),
-        });
-        // Encoding a String-only enum into a growable buffer cannot fail.
+    let mark = out.len();
+    let failure = match encode_item(out, &outcome, Payload::Result) {
+        Ok(()) => crate::panic::catch(|| drop(outcome))
+            .err()
+            .map(|caught| TaskFailure::Panicked {
+                message: format!("dropping the result: {}", caught.message),
+                location: caught.location,
+            }),
+        Err(failure) => {
+            // The outcome is dropped here too; a panic in its `Drop` is moot now.
+            let _ = crate::panic::catch(|| drop(outcome));
+            Some(failure.into())
+        }
+    };
+    if let Some(failure) = failure {
+        out.truncate(mark);
+        let failure: WireResult<()> = Err(failure);
+        // A String-only enum into a growable buffer: cannot fail.
         let _ = push_item(out, &failure);
     }
 }

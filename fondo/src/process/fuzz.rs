@@ -16,7 +16,7 @@ use super::job::ProcJob;
 use super::lanes::AnswerBuf;
 use super::progress::Progress;
 use super::spill::Place;
-use super::wire::{Fill, FrameReader, FromWorker, ToWorker, WireResult, decode_header, next_item};
+use super::wire::{Fill, FrameReader, FromWorker, ToWorker, decode_header, next_item};
 use crate::error::{Error, Result};
 use crate::pool::Batch;
 use crate::sink::{Abortable, Sink};
@@ -281,9 +281,7 @@ fn run_batch(args: &[u8], count: u32, max_frame: usize) -> Result<Vec<Output>> {
     for _ in 0..count {
         let item = next_item(&mut body)
             .ok_or_else(|| Error::Protocol("the entry point wrote too few outcomes".into()))?;
-        let r: WireResult<Output> =
-            postcard::from_bytes(item).map_err(|e| super::wire::serde_error("result", e))?;
-        results.push(r.map_err(Error::from)?);
+        results.push(super::item::decode_outcome::<Output>(Some(item))?);
     }
     Ok(results)
 }
@@ -715,7 +713,13 @@ mod tests {
             frame(&mut s, &FromWorker::Done { job: 0, count: 1 }, &body);
             let got = parent_reads(&s, 1 << 20, 64);
             assert!(
-                matches!(got, Err(Error::Serialization { what: "result", .. })),
+                matches!(
+                    got,
+                    Err(Error::Serialization {
+                        what: crate::Payload::Result,
+                        ..
+                    })
+                ),
                 "{body:?}: {got:?}"
             );
         }
@@ -754,7 +758,7 @@ mod tests {
             matches!(
                 got,
                 Err(Error::Serialization {
-                    what: "arguments",
+                    what: crate::Payload::Arguments,
                     ..
                 })
             ),

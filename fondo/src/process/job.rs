@@ -2,8 +2,9 @@
 //! offset, and a type-erased sink that decodes the worker's answer.
 
 use super::arena::{Arena, ArgBuf, ArgBytes};
-use super::wire::{Out, WireResult, next_item, push_item, serde_error};
-use crate::error::{Error, Result};
+use super::item::{decode_outcome, encode_item};
+use super::wire::{Out, next_item};
+use crate::error::{Error, Payload, Result};
 use crate::pool::Batch;
 use crate::sink::Sink;
 use crate::task::Task;
@@ -26,15 +27,7 @@ struct Typed<R> {
 impl<R: DeserializeOwned + Send + 'static> Outcomes for Typed<R> {
     fn deliver(&self, start: usize, count: usize, mut body: &[u8]) {
         let results = (0..count)
-            .map(
-                |_| match next_item(&mut body).map(postcard::from_bytes::<WireResult<R>>) {
-                    Some(Ok(r)) => r.map_err(Error::from),
-                    Some(Err(e)) => Err(serde_error("result", e)),
-                    None => Err(Error::Protocol(
-                        "the answer ended before this task's outcome".into(),
-                    )),
-                },
-            )
+            .map(|_| decode_outcome(next_item(&mut body)))
             .collect();
         self.sink.put(start, results);
     }
@@ -113,8 +106,10 @@ pub(crate) struct ProcJob {
     /// Index of the first task in its submission.
     pub(crate) start: usize,
     pub(crate) outcomes: Arc<dyn Outcomes>,
-    /// How many times the tasks of this job have been run on a worker that died.
+    /// Deaths charged to this job's tasks (see `recovery`).
     pub(crate) attempts: u32,
+    /// Deaths this job's tasks sat through uncharged (see `recovery`).
+    pub(crate) free_reruns: u32,
 }
 
 impl ProcJob {
@@ -148,6 +143,7 @@ impl ProcJob {
                     start: first,
                     outcomes: outcomes.clone(),
                     attempts: 0,
+                    free_reruns: 0,
                 });
             }
             *count = 0;
@@ -155,13 +151,13 @@ impl ProcJob {
         for (i, item) in batch.items.iter().enumerate() {
             let index = batch.start + i;
             let mark = args.len();
-            let failure = match push_item(&mut args, item) {
+            let failure = match encode_item(&mut args, item, Payload::Arguments) {
                 Ok(()) if args.len() <= max_frame => None,
                 Ok(()) => Some(Error::Protocol(format!(
                     "arguments of {} bytes exceed the {max_frame}-byte frame limit",
                     args.len()
                 ))),
-                Err(e) => Some(serde_error("arguments", e)),
+                Err(failure) => Some(failure.into()),
             };
             match failure {
                 None => count += 1,
@@ -195,10 +191,26 @@ impl ProcJob {
             start: self.start + at as usize,
             outcomes: self.outcomes.clone(),
             attempts: self.attempts,
+            free_reruns: self.free_reruns,
         };
         self.args = Arc::new(ArgBytes::Heap(self.args[..cut].to_vec()));
         self.count = at;
         Some(tail)
+    }
+
+    /// Cuts the job at each of `cuts` (task offsets, ascending, inside the job):
+    /// the pieces in order. Where the arguments cannot be cut (unreadable), the
+    /// piece before the cut keeps the rest.
+    pub(crate) fn cut(mut self, cuts: &[u32]) -> Vec<ProcJob> {
+        let mut pieces = Vec::with_capacity(cuts.len() + 1);
+        for &at in cuts.iter().rev() {
+            if let Some(tail) = self.split_off(at) {
+                pieces.push(tail);
+            }
+        }
+        pieces.push(self);
+        pieces.reverse();
+        pieces
     }
 
     /// Fails every task of the job.

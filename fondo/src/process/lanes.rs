@@ -216,6 +216,7 @@ impl<'a> Answer<'a> {
                     lane: Some(lane),
                 })
             }
+            FromWorker::InitFailed { message } => Err(Error::InitializerFailed { message }),
             FromWorker::Hello { .. } => Err(Error::Protocol(
                 "unexpected Hello from a running worker".into(),
             )),

@@ -7,9 +7,11 @@ pub(crate) mod entry;
 #[doc(hidden)]
 pub mod fuzz;
 mod heap;
+pub(crate) mod item;
 pub(crate) mod job;
 pub(crate) mod lanes;
 pub(crate) mod progress;
+mod recovery;
 mod shm;
 mod slot;
 mod spawn;
@@ -140,11 +142,22 @@ impl Shared {
             return;
         }
         for job in jobs.into_iter().rev() {
-            if let Err(job) = self.queue.push_front(job) {
-                job.fail(&Error::Terminated);
+            if let Err((error, job)) = self.queue.push_front(job) {
+                job.fail(&error);
             }
         }
         self.kick(None);
+    }
+
+    /// Breaks the pool with `error` (a worker's initializer failed): every task
+    /// queued now or later fails with it, and every worker is stopped.
+    fn break_pool(&self, error: Error) {
+        for job in self.queue.break_with(error.clone()) {
+            job.fail(&error);
+        }
+        for slot in &self.slots {
+            slot.kill();
+        }
     }
 
     /// A slot could not start workers any more; with none left, queued work fails.

@@ -14,10 +14,14 @@ use std::time::Duration;
 struct Cells {
     /// Tasks the worker has started.
     started: AtomicU64,
-    /// Tasks the worker has finished (result encoded).
+    /// Tasks the worker has finished (outcome encoded and dropped).
     finished: AtomicU64,
     /// CLOCK_MONOTONIC nanoseconds when the running task started.
     started_at_ns: AtomicU64,
+    /// CLOCK_MONOTONIC nanoseconds when the last task finished (timed workers only).
+    finished_at_ns: AtomicU64,
+    /// Non-zero once the worker is set up (its initializer, if any, returned).
+    ready: AtomicU64,
     /// Non-zero when the parent enforces a timeout and so needs `started_at_ns`:
     /// reading the clock costs a fifth of a no-op task.
     timed: AtomicU64,
@@ -99,7 +103,21 @@ impl Progress {
 
     /// Worker: the task has finished.
     pub(crate) fn finish_task(&self) {
-        self.cells().finished.fetch_add(1, Ordering::Release);
+        let c = self.cells();
+        if c.timed.load(Ordering::Relaxed) != 0 {
+            c.finished_at_ns.store(now_ns(), Ordering::Relaxed);
+        }
+        c.finished.fetch_add(1, Ordering::Release);
+    }
+
+    /// Worker: set up (initializer done); tasks may run.
+    pub(crate) fn set_ready(&self) {
+        self.cells().ready.store(1, Ordering::Release);
+    }
+
+    /// Parent: the worker got through its set-up (its initializer returned).
+    pub(crate) fn is_ready(&self) -> bool {
+        self.cells().ready.load(Ordering::Acquire) != 0
     }
 
     /// Parent: asks the worker to time each task (set before the worker starts).
@@ -133,15 +151,43 @@ impl Progress {
         (c.started.load(Ordering::Acquire), finished)
     }
 
-    /// Parent: how long the running task has run, if one is running.
-    pub(crate) fn running_for(&self) -> Option<Duration> {
+    /// Parent: the counts and clocks of a timed worker, read at one moment.
+    pub(crate) fn stamps(&self) -> Stamps {
         let (started, finished) = self.counts();
-        if started <= finished {
-            return None;
+        let c = self.cells();
+        Stamps {
+            started,
+            finished,
+            started_at_ns: c.started_at_ns.load(Ordering::Relaxed),
+            finished_at_ns: c.finished_at_ns.load(Ordering::Relaxed),
+            now_ns: now_ns(),
         }
-        let at = self.cells().started_at_ns.load(Ordering::Relaxed);
-        Some(Duration::from_nanos(now_ns().saturating_sub(at)))
     }
+
+    /// How long the running task has run, if one is running (an MPI rank's own
+    /// watchdog reads its page this way).
+    #[cfg_attr(not(feature = "mpi"), allow(dead_code))]
+    pub(crate) fn running_for(&self) -> Option<Duration> {
+        let s = self.stamps();
+        (s.started > s.finished)
+            .then(|| Duration::from_nanos(s.now_ns.saturating_sub(s.started_at_ns)))
+    }
+}
+
+/// A worker's progress as the parent read it: counts over the worker's life, and
+/// CLOCK_MONOTONIC nanoseconds (the clocks only on timed workers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Stamps {
+    /// Tasks started.
+    pub(crate) started: u64,
+    /// Tasks finished (outcome encoded and dropped).
+    pub(crate) finished: u64,
+    /// When the last task started.
+    pub(crate) started_at_ns: u64,
+    /// When the last task finished.
+    pub(crate) finished_at_ns: u64,
+    /// When these were read.
+    pub(crate) now_ns: u64,
 }
 
 impl Drop for Progress {
@@ -154,7 +200,7 @@ impl Drop for Progress {
 }
 
 /// CLOCK_MONOTONIC in nanoseconds: the same clock in every process of the machine.
-fn now_ns() -> u64 {
+pub(crate) fn now_ns() -> u64 {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
     (t.tv_sec as u64).saturating_mul(1_000_000_000) + t.tv_nsec as u64
 }

@@ -8,6 +8,7 @@ use super::Shared;
 use super::job::ProcJob;
 use super::lanes::{Answer, LANE_MIN, LANES, Lanes, Way};
 use super::progress::Progress;
+use super::recovery::{Blame, Ending, Flight, Overdue, Ruling, Sent, Verdict, overdue, recover};
 use super::spawn::{WorkerOptions, WorkerProcess, poll_timeout, start_worker, write_all_blocking};
 use super::wire::{Fill, FrameReader, FrameWriter, FromWorker, ToWorker, decode_header};
 use crate::error::{Error, ExitCause, Result};
@@ -176,6 +177,8 @@ impl SlotState {
 struct InFlight {
     id: u64,
     sent: Instant,
+    /// When it was sent, on the clock the worker stamps its progress with.
+    sent_ns: u64,
     /// The worker-lifetime number of the job's first task.
     first_task: u64,
     /// The down lane holding the job's arguments, if they went that way.
@@ -189,6 +192,8 @@ enum End {
     Stop,
     /// Start another worker in this slot.
     Replace,
+    /// It died before it was set up: start another, as after a failed start.
+    Unready,
 }
 
 impl Slot {
@@ -356,6 +361,7 @@ impl Slot {
             st.inflight.push_back(InFlight {
                 id,
                 sent: Instant::now(),
+                sent_ns: super::progress::now_ns(),
                 first_task,
                 lane,
                 job,
@@ -394,6 +400,7 @@ impl Slot {
         ready: std::sync::mpsc::Sender<Result<()>>,
     ) {
         let mut ready = Some(ready);
+        // Workers in a row that failed to start or died before they were set up.
         let mut failures = 0u32;
         loop {
             let started = start_worker(
@@ -411,17 +418,14 @@ impl Slot {
                 },
             );
             let worker = match started {
-                Ok(w) => {
-                    failures = 0;
-                    w
-                }
+                Ok(w) => w,
                 Err(e) => {
                     if let Some(r) = ready.take() {
                         let _ = r.send(Err(e));
                         return;
                     }
                     failures += 1;
-                    if failures >= 5 || shared.queue.phase() == Phase::Terminated {
+                    if failures >= MAX_START_FAILURES || shared.queue.phase().is_stopped() {
                         shared.slot_lost(&e);
                         return;
                     }
@@ -434,13 +438,22 @@ impl Slot {
             }
             match self.run_worker(shared, worker) {
                 End::Stop => return,
-                End::Replace => {
-                    if shared.queue.phase() == Phase::Terminated
-                        || (shared.queue.phase() == Phase::Closed && shared.queue.is_empty())
-                    {
+                End::Replace => failures = 0,
+                End::Unready => {
+                    // Dead before it was set up: as good as a failed start.
+                    failures += 1;
+                    if failures >= MAX_START_FAILURES {
+                        shared.slot_lost(&Error::Spawn(format!(
+                            "{failures} workers in a row died before they were set up"
+                        )));
                         return;
                     }
+                    std::thread::sleep(Duration::from_millis(50 << failures));
                 }
+            }
+            let phase = shared.queue.phase();
+            if phase.is_stopped() || (phase == Phase::Closed && shared.queue.is_empty()) {
+                return;
             }
         }
     }
@@ -472,7 +485,7 @@ impl Slot {
         let mut spin = crate::spin::Spin::new();
         loop {
             match shared.queue.phase() {
-                Phase::Terminated => return self.bury(shared, &mut w, Some(Error::Terminated)),
+                phase if phase.is_stopped() => return self.bury(shared, &mut w, Why::Stopped),
                 Phase::Closed if shared.queue.is_empty() && self.lock().inflight.is_empty() => {
                     return self.shut_down(&mut w);
                 }
@@ -486,24 +499,23 @@ impl Slot {
                     return End::Replace;
                 }
             }
-            if let Some(end) = self.check_timeout(shared, &mut w) {
-                return end;
+            if let Some(late) = self.check_timeout(shared, &w) {
+                let _ = w.child.kill();
+                return self.bury(shared, &mut w, Why::Overdue(late));
             }
             let broken = self.lock().broken.take();
             if let Some(e) = broken {
                 // A helper found the worker broken and killed it.
-                return self.bury(shared, &mut w, Some(e));
+                return self.bury(shared, &mut w, Why::Broke(e));
             }
-            let heard = match self.lock_reading().as_mut() {
-                Some(r) => self.read_answers(shared, r, true),
-                None => Heard::Eof,
-            };
-            match heard {
-                Heard::Eof => return self.bury(shared, &mut w, None),
+            match self.read(shared) {
+                Heard::Eof => return self.bury(shared, &mut w, Why::Died),
                 Heard::Broken(e) => {
-                    eprintln!("fondo: worker {}: {e}; killing it", w.pid);
+                    if !matches!(e, Error::InitializerFailed { .. }) {
+                        eprintln!("fondo: worker {}: {e}; killing it", w.pid);
+                    }
                     let _ = w.child.kill();
-                    return self.bury(shared, &mut w, Some(e));
+                    return self.bury(shared, &mut w, Why::Broke(e));
                 }
                 Heard::Bytes(n) if n > 0 => {
                     spin.reset();
@@ -512,14 +524,7 @@ impl Slot {
                 Heard::Bytes(_) => {}
             }
             let helped = shared.helpers.load(Ordering::Relaxed) > 0;
-            if helped {
-                // A waiting thread reads the answers: stay out of its way.
-                spin.reset();
-                self.wait_for_events(shared, &w, true);
-                continue;
-            }
-            let busy = !self.lock().inflight.is_empty();
-            if busy {
+            if !helped && !self.lock().inflight.is_empty() {
                 // A result is probably microseconds away: spin rather than pay a
                 // wake-up — on the progress page, not on `read`, so the spin costs no
                 // syscalls; the worker counts a task finished just before it answers.
@@ -535,14 +540,37 @@ impl Slot {
                     continue;
                 }
             }
+            // Helped, a waiting thread reads the answers: stay out of its way.
             spin.reset();
-            self.wait_for_events(shared, &w, false);
+            if self.wait_for_events(shared, &mut w, helped) == Woke::Exited {
+                return self.bury_exited(shared, &mut w);
+            }
         }
     }
 
-    /// Blocks in poll on the socket (unless threads are helping) and the wake fd,
-    /// flushing pending output.
-    fn wait_for_events(&self, shared: &Shared, w: &WorkerProcess, helped: bool) {
+    /// Reads the current worker's socket, if it still has one.
+    fn read(&self, shared: &Shared) -> Heard {
+        match self.lock_reading().as_mut() {
+            Some(r) => self.read_answers(shared, r, true),
+            None => Heard::Eof,
+        }
+    }
+
+    /// The worker has exited, though its socket may live on in a process its task
+    /// started: takes the answers it sent before it died, then buries it.
+    fn bury_exited(&self, shared: &Shared, w: &mut WorkerProcess) -> End {
+        loop {
+            match self.read(shared) {
+                Heard::Bytes(n) if n > 0 => {}
+                Heard::Broken(e) => return self.bury(shared, w, Why::Broke(e)),
+                Heard::Bytes(_) | Heard::Eof => return self.bury(shared, w, Why::Died),
+            }
+        }
+    }
+
+    /// Blocks in poll on the socket (unless threads are helping), the wake fd and
+    /// the worker's pidfd, flushing pending output.
+    fn wait_for_events(&self, shared: &Shared, w: &mut WorkerProcess, helped: bool) -> Woke {
         use rustix::event::{PollFd, PollFlags, poll};
         let (want_write, lanes_used) = {
             let mut st = self.lock();
@@ -553,14 +581,11 @@ impl Slot {
             };
             (want_write, st.lanes_used)
         };
-        let task_check = shared.config.task_timeout.map(|limit| {
-            let left = w
-                .progress
-                .running_for()
-                .map_or(limit, |ran| limit.saturating_sub(ran));
-            // Re-check at least this often: a queued task starts without telling us.
-            left.clamp(Duration::from_millis(1), Duration::from_millis(50))
-        });
+        // Re-check a timed worker often: its stages change without telling us.
+        let task_check = shared
+            .config
+            .task_timeout
+            .map(|limit| (limit / 4).clamp(Duration::from_millis(1), Duration::from_millis(50)));
         let lanes_due = lanes_used.map(|at| LANE_IDLE.saturating_sub(at.elapsed()));
         // Free arena slots give their memory back the same way.
         let arena_due = shared
@@ -568,7 +593,10 @@ impl Slot {
             .arena()
             .and_then(|a| a.release_idle(LANE_IDLE));
         let recheck = helped.then_some(HELPED_RECHECK);
-        let timeout = [task_check, lanes_due, arena_due, recheck]
+        // Without a pidfd, a death shows only as EOF; look for one now and then in
+        // case the worker's socket outlives it (a process its task started).
+        let exit_check = w.pidfd.is_none().then_some(EXIT_RECHECK);
+        let timeout = [task_check, lanes_due, arena_due, recheck, exit_check]
             .into_iter()
             .flatten()
             .min()
@@ -582,15 +610,26 @@ impl Slot {
         if want_write {
             flags |= PollFlags::OUT;
         }
-        let mut fds = [
+        let mut fds = vec![
             PollFd::new(&w.sock, flags),
             PollFd::new(&self.wake, PollFlags::IN),
         ];
+        if let Some(pidfd) = &w.pidfd {
+            fds.push(PollFd::new(pidfd, PollFlags::IN));
+        }
         let _ = poll(&mut fds, timeout.as_ref());
-        if fds[1].revents().contains(PollFlags::IN) {
+        let woken = fds[1].revents().contains(PollFlags::IN);
+        let pidfd_ready = fds.get(2).map(|pidfd| !pidfd.revents().is_empty());
+        drop(fds);
+        if woken {
             self.drain_wake();
         }
+        let exited = pidfd_ready.unwrap_or_else(|| has_exited(w));
+        if exited {
+            return Woke::Exited;
+        }
         self.pump(shared, true, usize::MAX, true);
+        Woke::Events
     }
 
     /// Handles every complete `Done` frame buffered from the worker.
@@ -636,15 +675,21 @@ impl Slot {
         Ok(())
     }
 
-    /// Kills the worker if its running task is over the timeout.
-    fn check_timeout(&self, shared: &Shared, w: &mut WorkerProcess) -> Option<End> {
+    /// The stage of this worker that is over the task timeout, if any.
+    fn check_timeout(&self, shared: &Shared, w: &WorkerProcess) -> Option<Overdue> {
         let limit = shared.config.task_timeout?;
-        let ran = w.progress.running_for()?;
-        if ran <= limit {
-            return None;
-        }
-        let _ = w.child.kill();
-        Some(self.bury(shared, w, Some(Error::Timeout { limit })))
+        let sent: Vec<Sent> = self
+            .lock()
+            .inflight
+            .iter()
+            .map(|f| Sent {
+                first_task: f.first_task,
+                count: f.job.count,
+                at_ns: f.sent_ns,
+            })
+            .collect();
+        let limit_ns = u64::try_from(limit.as_nanos()).unwrap_or(u64::MAX);
+        overdue(limit_ns, w.progress.stamps(), &sent)
     }
 
     /// Asks the worker to exit after its queue and reaps it.
@@ -658,12 +703,12 @@ impl Slot {
         End::Stop
     }
 
-    /// After a worker died (or was killed with `reason`): blames the task it was
-    /// running, requeues the tasks it had not finished reporting, and reaps it.
-    fn bury(&self, shared: &Shared, w: &mut WorkerProcess, reason: Option<Error>) -> End {
+    /// After a worker's life ended (`why`): rules on every task it held
+    /// (`recovery`), carries the rulings out, and reaps it.
+    fn bury(&self, shared: &Shared, w: &mut WorkerProcess, why: Why) -> End {
         // Helpers stop reading this worker (waiting out one that is delivering now).
         *self.lock_reading() = None;
-        let (mut inflight, blame_head) = {
+        let (inflight, blame_head) = {
             let mut st = self.lock();
             st.sock = None;
             st.pid = 0;
@@ -673,67 +718,141 @@ impl Slot {
             )
         };
         let cause = reap(w);
-        if blame_head && let Some(head) = inflight.pop_front() {
-            head.job.fail(
-                reason
-                    .as_ref()
-                    .unwrap_or(&Error::Protocol("the worker broke the protocol".into())),
-            );
-        }
-        let (started, finished) = w.progress.counts();
-        let culprit_error = match reason {
-            Some(e) => e,
-            // terminate() killed it: its tasks end as `Terminated`, not as a death.
-            None if shared.queue.phase() == Phase::Terminated => Error::Terminated,
-            None => Error::WorkerDied { pid: w.pid, cause },
+        let ready = w.progress.is_ready();
+        let ending = match &why {
+            _ if shared.queue.phase().is_stopped() => Ending::Stopped,
+            Why::Stopped => Ending::Stopped,
+            Why::Overdue(late) => Ending::Overdue(*late),
+            Why::Broke(Error::InitializerFailed { .. }) => Ending::Stopped,
+            Why::Broke(_) if blame_head => Ending::BadAnswer,
+            Why::Broke(_) | Why::Died => Ending::Died,
         };
-        let running = (started > finished).then_some(finished);
+        if let Some(broken) = broken_by(shared, &why, ready, cause) {
+            shared.break_pool(broken);
+        }
+        let flights: Vec<Flight> = inflight
+            .iter()
+            .map(|f| Flight {
+                first_task: f.first_task,
+                count: f.job.count,
+                attempts: f.job.attempts,
+                free_reruns: f.job.free_reruns,
+            })
+            .collect();
+        let rulings = recover(ending, w.progress.counts(), &flights, shared.config.retries);
+        let error_for = |blame: Blame| match (blame, &why) {
+            (Blame::Died, _) => Error::WorkerDied { pid: w.pid, cause },
+            (Blame::Timeout, _) => Error::Timeout {
+                limit: shared.config.task_timeout.unwrap_or_default(),
+            },
+            (Blame::BadAnswer, Why::Broke(e)) => e.clone(),
+            (Blame::BadAnswer, _) => Error::Protocol("the worker broke the protocol".into()),
+            (Blame::Stopped, _) => shared.queue.stop_error(),
+        };
         let mut requeue = Vec::new();
-        for InFlight {
-            first_task,
-            mut job,
-            ..
-        } in inflight
-        {
-            if let Error::Terminated = culprit_error {
-                job.fail(&Error::Terminated);
-                continue;
+        for (index, flight) in inflight.into_iter().enumerate() {
+            let mine: Vec<&Ruling> = rulings.iter().filter(|r| r.job == index).collect();
+            let base = flight.job.start;
+            let cuts: Vec<u32> = mine.iter().skip(1).map(|r| r.tasks.start).collect();
+            for piece in flight.job.cut(&cuts) {
+                let offset = (piece.start - base) as u32;
+                let verdict = mine
+                    .iter()
+                    .find(|r| r.tasks.contains(&offset))
+                    .map_or(Verdict::Requeue, |r| r.verdict);
+                carry_out(verdict, piece, &mut requeue, &error_for);
             }
-            let Some(r) =
-                running.filter(|r| (first_task..first_task + u64::from(job.count)).contains(r))
-            else {
-                requeue.push(job);
-                continue;
-            };
-            // Split around the task that was running: before it (finished but not
-            // reported: run again), it, after it (never started).
-            let at = (r - first_task) as u32;
-            let mut culprit = match job.split_off(at) {
-                Some(tail) => {
-                    if job.count > 0 {
-                        requeue.push(job);
-                    }
-                    tail
-                }
-                None => job,
-            };
-            let after = culprit.split_off(1);
-            if culprit.attempts < shared.config.retries
-                && !matches!(culprit_error, Error::Timeout { .. })
-            {
-                culprit.attempts += 1;
-                requeue.push(culprit);
-            } else {
-                culprit.fail(&culprit_error);
-            }
-            requeue.extend(after);
         }
         shared.requeue(requeue);
-        match culprit_error {
-            Error::Terminated => End::Stop,
-            _ => End::Replace,
+        if shared.queue.phase().is_stopped() {
+            End::Stop
+        } else if ready {
+            End::Replace
+        } else {
+            End::Unready
         }
     }
+}
+
+/// Why a worker's life is being ended.
+#[derive(Debug)]
+enum Why {
+    /// It exited, or closed its socket, on its own.
+    Died,
+    /// It overran the task timeout at this stage; the parent killed it.
+    Overdue(Overdue),
+    /// It broke the protocol (or said its initializer failed); it was killed.
+    Broke(Error),
+    /// The pool was terminated or broke.
+    Stopped,
+}
+
+/// How a `wait_for_events` ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Woke {
+    /// Something may have changed: look again.
+    Events,
+    /// The worker process has exited.
+    Exited,
+}
+
+/// Workers in a row that may fail to start (or die before they are set up)
+/// before the slot gives up: a worker that cannot start must not respawn forever.
+const MAX_START_FAILURES: u32 = 5;
+
+/// Without a pidfd, how often the supervisor checks whether the worker exited.
+const EXIT_RECHECK: Duration = Duration::from_millis(100);
+
+/// Carries out one verdict on one piece of a job.
+fn carry_out(
+    verdict: Verdict,
+    mut piece: ProcJob,
+    requeue: &mut Vec<ProcJob>,
+    error_for: &impl Fn(Blame) -> Error,
+) {
+    match verdict {
+        Verdict::Requeue => requeue.push(piece),
+        Verdict::RequeueNoted => {
+            piece.free_reruns += 1;
+            requeue.push(piece);
+        }
+        Verdict::RequeueAlone => {
+            let cuts: Vec<u32> = (1..piece.count).collect();
+            for mut alone in piece.cut(&cuts) {
+                alone.free_reruns += 1;
+                requeue.push(alone);
+            }
+        }
+        Verdict::Retry => {
+            piece.attempts += 1;
+            requeue.push(piece);
+        }
+        Verdict::Fail(blame) => piece.fail(&error_for(blame)),
+    }
+}
+
+/// The error that breaks the pool after this worker's end, if it does: its
+/// initializer failed (it said so, died in it, or outran the task timeout in it).
+fn broken_by(shared: &Shared, why: &Why, ready: bool, cause: ExitCause) -> Option<Error> {
+    if let Why::Broke(e @ Error::InitializerFailed { .. }) = why {
+        return Some(e.clone());
+    }
+    if ready || shared.config.initializer.is_none() || shared.queue.phase().is_stopped() {
+        return None;
+    }
+    let message = match why {
+        Why::Overdue(_) => format!(
+            "it did not return within the task timeout of {:?}",
+            shared.config.task_timeout.unwrap_or_default()
+        ),
+        _ => format!("its worker {cause} while running it"),
+    };
+    Some(Error::InitializerFailed { message })
+}
+
+/// True if the worker has exited (its status is kept for `reap`).
+fn has_exited(w: &mut WorkerProcess) -> bool {
+    matches!(w.child.try_wait(), Ok(Some(_)))
 }
 
 /// Waits for a worker that is exiting; kills it if it lingers.

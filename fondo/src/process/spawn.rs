@@ -35,6 +35,9 @@ pub(crate) struct WorkerProcess {
     /// The worker mapped the pool's arena (it says so in `Hello`).
     pub(crate) arena: bool,
     pub(crate) reader: FrameReader,
+    /// Readable once the worker has exited, whoever still holds its socket (a
+    /// process the task started, say); `None` where the kernel has no pidfds.
+    pub(crate) pidfd: Option<std::os::fd::OwnedFd>,
 }
 
 /// What a new worker is started with.
@@ -94,7 +97,10 @@ pub(crate) fn start_worker(
     drop(theirs);
     ours.set_nonblocking(true)?;
     let pid = child.id();
+    let pidfd = rustix::process::Pid::from_raw(pid as i32)
+        .and_then(|p| rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok());
     let mut worker = WorkerProcess {
+        pidfd,
         child,
         pid,
         sock: ours,

@@ -5,6 +5,7 @@
 //! A frame is `len: u32 LE` followed by `len` bytes: a postcard-encoded header,
 //! then the body (encoded arguments or results) up to the end of the frame.
 
+use super::item::SerdeFailure;
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::io::{self, IoSlice};
@@ -12,7 +13,7 @@ use std::os::fd::AsFd;
 use std::sync::Arc;
 
 /// Bumped whenever a header changes shape.
-pub(crate) const PROTOCOL_VERSION: u32 = 3;
+pub(crate) const PROTOCOL_VERSION: u32 = 4;
 
 /// What the parent tells a worker.
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -86,6 +87,11 @@ pub(crate) enum FromWorker {
         /// Number of outcomes in the body.
         count: u32,
     },
+    /// The initializer failed: the worker runs no task and exits.
+    InitFailed {
+        /// What happened (the panic's message and location).
+        message: String,
+    },
     /// As `Done`, with the body in up lane `lane` instead of the frame.
     DoneInLane {
         /// The job's id.
@@ -126,27 +132,39 @@ impl ExeId {
 /// Why a task failed inside a worker, in a form that crosses the wire.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub(crate) enum TaskFailure {
-    /// The task panicked.
+    /// The task (or the `Drop` of its result) panicked.
     Panicked {
         message: String,
         location: Option<String>,
     },
-    /// Arguments could not be decoded or the result could not be encoded.
-    Serialization { what: String, message: String },
+    /// Its arguments could not be decoded or its result encoded.
+    Serialization(SerdeFailure),
+    /// The job broke a limit of the protocol (outcomes over the frame cap) or the
+    /// worker would not run it (a function it refused).
+    Protocol { message: String },
+}
+
+impl From<crate::panic::Caught> for TaskFailure {
+    fn from(caught: crate::panic::Caught) -> Self {
+        TaskFailure::Panicked {
+            message: caught.message,
+            location: caught.location,
+        }
+    }
+}
+
+impl From<SerdeFailure> for TaskFailure {
+    fn from(f: SerdeFailure) -> Self {
+        TaskFailure::Serialization(f)
+    }
 }
 
 impl From<TaskFailure> for Error {
     fn from(f: TaskFailure) -> Self {
         match f {
             TaskFailure::Panicked { message, location } => Error::Panicked { message, location },
-            TaskFailure::Serialization { what, message } => Error::Serialization {
-                what: if what == "arguments" {
-                    "arguments"
-                } else {
-                    "result"
-                },
-                message,
-            },
+            TaskFailure::Serialization(f) => f.into(),
+            TaskFailure::Protocol { message } => Error::Protocol(message),
         }
     }
 }
@@ -157,14 +175,6 @@ pub(crate) type WireResult<R> = std::result::Result<R, TaskFailure>;
 /// A body length from a header, as this machine's size type.
 pub(crate) fn body_len(len: u64) -> Result<usize> {
     usize::try_from(len).map_err(|_| Error::Protocol(format!("a body of {len} bytes")))
-}
-
-/// Turns a postcard error into a `Serialization` error about `what`.
-pub(crate) fn serde_error(what: &'static str, e: postcard::Error) -> Error {
-    Error::Serialization {
-        what,
-        message: e.to_string(),
-    }
 }
 
 /// Where encoded bytes go: a `Vec`, or a buffer that may move into shared memory
@@ -288,7 +298,9 @@ pub(crate) fn encode_frame<H: Serialize>(
     out.extend_from_slice(&[0; 4]);
     if let Err(e) = encode_into(out, header) {
         out.truncate(start);
-        return Err(serde_error("frame header", e));
+        return Err(Error::Protocol(format!(
+            "could not encode a frame header: {e}"
+        )));
     }
     body(out);
     let len = out.len() - start - 4;

@@ -13,9 +13,8 @@ use super::wire::{
     WireResult, body_len, decode_header, push_item,
 };
 use crate::error::{Error, Result};
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::panic::catch_unwind;
 use std::time::Duration;
 
 /// Runs before `main` in every process of an executable linking fondo; returns at
@@ -160,6 +159,19 @@ fn serve(spec: &str) -> Result<()> {
             (spec.arena >= 0).then(|| OwnedFd::from_raw_fd(spec.arena)),
         )
     };
+    // What a task starts (`Command`, a bare `fork` + exec) must not hold our socket
+    // or shared memory open: the parent would not see this worker's death.
+    for fd in [
+        Some(sock.as_fd()),
+        Some(progress.as_fd()),
+        lanes.as_ref().map(|l| l.as_fd()),
+        arena.as_ref().map(|a| a.as_fd()),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC)?;
+    }
     if rustix::process::getppid().map(|p| p.as_raw_nonzero().get() as u32) != Some(spec.parent) {
         return Ok(()); // Orphaned before we started: nobody wants our results.
     }
@@ -202,17 +214,16 @@ fn serve(spec: &str) -> Result<()> {
                 if keep_freed_memory {
                     heap.keep_freed_memory();
                 }
-                if let Some(offset) = initializer {
-                    let init = resolver.init_fn(offset).ok_or_else(|| {
-                        Error::Protocol("initializer offset outside the executable".into())
-                    })?;
-                    if let Err(p) = catch_unwind(init) {
-                        eprintln!(
-                            "fondo worker: initializer panicked: {}",
-                            crate::error::panic_message(&*p)
-                        );
-                    }
+                if let Err(message) = initialize(&resolver, initializer) {
+                    // No task may run uninitialised: say why, and stop.
+                    let failed = FromWorker::InitFailed {
+                        message: message.clone(),
+                    };
+                    link.writer.push(&failed, link.max_frame, |_| {})?;
+                    link.drain_output()?;
+                    return Err(Error::InitializerFailed { message });
                 }
+                answers.progress.set_ready();
             }
             ToWorker::Shutdown => break,
             run => {
@@ -220,10 +231,16 @@ fn serve(spec: &str) -> Result<()> {
                 // arena slot it names before sending it and leaves it alone until our
                 // answer for this job reaches it.
                 let job = unsafe { Job::locate(run, body, lanes.as_ref(), arena.as_ref())? };
-                let entry = resolver
-                    .entry(job.entry)
-                    .ok_or_else(|| Error::Protocol("entry offset outside the executable".into()))?;
-                answers.run(&mut link.writer, link.max_frame, &job, entry)?;
+                match resolver.entry(job.entry) {
+                    Some(entry) => answers.run(&mut link.writer, link.max_frame, &job, entry)?,
+                    // Refused, not died: a death would only send the job elsewhere.
+                    None => answers.refuse(
+                        &mut link.writer,
+                        link.max_frame,
+                        &job,
+                        "the task's function is outside this executable's code",
+                    )?,
+                }
             }
         }
         // Answer now, even with more work buffered: holding a finished result
@@ -233,6 +250,21 @@ fn serve(spec: &str) -> Result<()> {
         heap.worked();
     }
     link.drain_output()
+}
+
+/// Runs the pool's initializer, if it has one; the panic's message (or why it could
+/// not be run) if it failed.
+fn initialize(resolver: &Resolver, initializer: Option<i64>) -> std::result::Result<(), String> {
+    let Some(offset) = initializer else {
+        return Ok(());
+    };
+    let init = resolver
+        .init_fn(offset)
+        .ok_or_else(|| "its offset is outside this executable's code".to_owned())?;
+    crate::panic::catch(init).map_err(|caught| match caught.location {
+        Some(at) => format!("panicked at {at}: {}", caught.message),
+        None => format!("panicked: {}", caught.message),
+    })
 }
 
 /// A job to run, its arguments found wherever they travelled.
@@ -353,9 +385,8 @@ impl Answers<'_> {
         if let Err(e) = sent {
             // The outcomes do not fit a frame: the tasks ran, so report that instead
             // of making the parent refuse the frame and rerun them.
-            let failure: WireResult<()> = Err(TaskFailure::Serialization {
-                what: "result".into(),
-                message: e.to_string(),
+            let failure: WireResult<()> = Err(TaskFailure::Protocol {
+                message: format!("the job's results cannot be sent: {e}"),
             });
             writer.push(&FromWorker::Done { job: id, count }, max_frame, |out| {
                 for _ in 0..count {
@@ -364,6 +395,34 @@ impl Answers<'_> {
             })?;
         }
         Ok(())
+    }
+
+    /// Answers every task of `job` with `why` instead of running it; each still
+    /// counts as started and finished, so the parent's numbering stays in step.
+    fn refuse(
+        &mut self,
+        writer: &mut FrameWriter,
+        max_frame: usize,
+        job: &Job<'_>,
+        why: &str,
+    ) -> Result<()> {
+        let failure: WireResult<()> = Err(TaskFailure::Protocol {
+            message: why.to_owned(),
+        });
+        writer.push(
+            &FromWorker::Done {
+                job: job.id,
+                count: job.count,
+            },
+            max_frame,
+            |out| {
+                for _ in 0..job.count {
+                    self.progress.start_task();
+                    let _ = push_item(out, &failure);
+                    self.progress.finish_task();
+                }
+            },
+        )
     }
 
     fn free_up_lane(&self) -> Option<usize> {

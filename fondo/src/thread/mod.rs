@@ -5,7 +5,6 @@ use crate::error::{Error, Result};
 use crate::pool::{Backend, Batch, Pool, Runs, sealed};
 use crate::queue::{JobQueue, Phase};
 use crate::task::Task;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
@@ -62,9 +61,7 @@ where
         let results = batch
             .items
             .into_iter()
-            .map(|args| {
-                catch_unwind(AssertUnwindSafe(|| f.call(args))).map_err(|p| Error::from_panic(&*p))
-            })
+            .map(|args| crate::panic::catch(|| f.call(args)).map_err(Error::from))
             .collect();
         batch.sink.put(batch.start, results);
         ran
@@ -126,12 +123,20 @@ fn start_worker(shared: &Arc<Shared>) -> Result<()> {
 
 fn worker_loop(shared: Arc<Shared>) {
     if let Some(init) = shared.config.initializer
-        && let Err(p) = catch_unwind(init)
+        && let Err(caught) = crate::panic::catch(init)
     {
-        eprintln!(
-            "fondo: worker initializer panicked: {}",
-            crate::error::panic_message(&*p)
-        );
+        // No task runs uninitialised: the pool is broken, as `concurrent.futures`
+        // makes a thread pool whose initializer failed.
+        let broken = Error::InitializerFailed {
+            message: match caught.location {
+                Some(at) => format!("panicked at {at}: {}", caught.message),
+                None => format!("panicked: {}", caught.message),
+            },
+        };
+        for job in shared.queue.break_with(broken.clone()) {
+            job.fail(&broken);
+        }
+        return;
     }
     let mut ran = 0;
     while let Some(job) = shared.queue.pop_blocking() {

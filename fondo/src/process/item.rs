@@ -1,0 +1,190 @@
+//! The item codec: one value — a task's arguments or its outcome — as a
+//! length-prefixed postcard item. A user `Serialize` or `Deserialize` that fails or
+//! panics fails that one value, with the type's name and its own message; it never
+//! unwinds into fondo's threads or aborts a worker.
+
+use super::wire::{Out, WireResult, next_item, push_item};
+use crate::error::{Error, Payload, SerdeStep};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// A value that could not be encoded or decoded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct SerdeFailure {
+    pub(crate) what: Payload,
+    pub(crate) step: SerdeStep,
+    pub(crate) type_name: String,
+    pub(crate) message: String,
+}
+
+impl SerdeFailure {
+    fn new<T: ?Sized>(what: Payload, step: SerdeStep, message: String) -> SerdeFailure {
+        SerdeFailure {
+            what,
+            step,
+            type_name: std::any::type_name::<T>().to_owned(),
+            message,
+        }
+    }
+
+    /// The failure of a value that is missing from its batch.
+    pub(crate) fn missing<T: ?Sized>(what: Payload) -> SerdeFailure {
+        Self::new::<T>(
+            what,
+            SerdeStep::Deserialize,
+            "the batch ended before this value".into(),
+        )
+    }
+}
+
+impl From<SerdeFailure> for Error {
+    fn from(f: SerdeFailure) -> Self {
+        Error::Serialization {
+            what: f.what,
+            step: f.step,
+            type_name: f.type_name,
+            message: f.message,
+        }
+    }
+}
+
+/// Appends `value` as one item; on failure (an error or a panic in its
+/// `Serialize`) `out` is left as it was.
+pub(crate) fn encode_item<T: Serialize + ?Sized, O: Out + ?Sized>(
+    out: &mut O,
+    value: &T,
+    what: Payload,
+) -> Result<(), SerdeFailure> {
+    let mark = out.len();
+    let failure = match crate::panic::catch(|| push_item(&mut *out, value)) {
+        Ok(Ok(())) => return Ok(()),
+        Ok(Err(e)) => e.to_string(),
+        Err(caught) => format!("panicked: {}", caught.message),
+    };
+    out.truncate(mark);
+    Err(SerdeFailure::new::<T>(what, SerdeStep::Serialize, failure))
+}
+
+/// Decodes one item's bytes as a `T`; an error or a panic in its `Deserialize` is
+/// a failure of this value only.
+pub(crate) fn decode_item<T: DeserializeOwned>(
+    bytes: &[u8],
+    what: Payload,
+) -> Result<T, SerdeFailure> {
+    let message = match crate::panic::catch(|| postcard::from_bytes::<T>(bytes)) {
+        Ok(Ok(value)) => return Ok(value),
+        Ok(Err(e)) => e.to_string(),
+        Err(caught) => format!("panicked: {}", caught.message),
+    };
+    Err(SerdeFailure::new::<T>(
+        what,
+        SerdeStep::Deserialize,
+        message,
+    ))
+}
+
+/// Decodes a task's outcome (a `WireResult<R>` item, or its absence): the value, the
+/// task's own failure, or the failure to decode it, named after `R`.
+pub(crate) fn decode_outcome<R: DeserializeOwned>(item: Option<&[u8]>) -> crate::Result<R> {
+    let Some(bytes) = item else {
+        return Err(SerdeFailure::missing::<R>(Payload::Result).into());
+    };
+    match decode_item::<WireResult<R>>(bytes, Payload::Result) {
+        Ok(outcome) => outcome.map_err(Error::from),
+        Err(mut failure) => {
+            std::any::type_name::<R>().clone_into(&mut failure.type_name);
+            Err(failure.into())
+        }
+    }
+}
+
+/// Takes the next item off `bytes` and decodes it.
+pub(crate) fn decode_next<T: DeserializeOwned>(
+    bytes: &mut &[u8],
+    what: Payload,
+) -> Result<T, SerdeFailure> {
+    match next_item(bytes) {
+        Some(item) => decode_item(item, what),
+        None => Err(SerdeFailure::missing::<T>(what)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::{Deserializer, Serializer};
+
+    /// Fails or panics in both directions on demand.
+    #[derive(Debug, PartialEq)]
+    struct Moody(u8);
+
+    impl Serialize for Moody {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            match self.0 {
+                1 => Err(serde::ser::Error::custom("one will not go")),
+                2 => panic!("two panics going out"),
+                n => s.serialize_u8(n),
+            }
+        }
+    }
+
+    impl<'de> Deserialize<'de> for Moody {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            match u8::deserialize(d)? {
+                3 => Err(serde::de::Error::custom("three will not come")),
+                4 => panic!("four panics coming in"),
+                n => Ok(Moody(n)),
+            }
+        }
+    }
+
+    #[test]
+    fn values_round_trip_as_items() {
+        let mut out = Vec::new();
+        encode_item(&mut out, &Moody(9), Payload::Result).expect("encodes");
+        encode_item(&mut out, &Moody(10), Payload::Result).expect("encodes");
+        let mut rest = &out[..];
+        assert_eq!(decode_next(&mut rest, Payload::Result), Ok(Moody(9)));
+        assert_eq!(decode_next(&mut rest, Payload::Result), Ok(Moody(10)));
+        let missing = decode_next::<Moody>(&mut rest, Payload::Result).expect_err("none left");
+        assert!(missing.type_name.ends_with("Moody"));
+    }
+
+    #[test]
+    fn a_failing_or_panicking_serialize_leaves_the_output_as_it_was() {
+        let mut out = Vec::new();
+        encode_item(&mut out, &Moody(9), Payload::Arguments).expect("encodes");
+        let before = out.clone();
+        for n in [1, 2] {
+            let failure = encode_item(&mut out, &Moody(n), Payload::Arguments).expect_err("fails");
+            assert_eq!(out, before);
+            assert_eq!(
+                (failure.what, failure.step),
+                (Payload::Arguments, SerdeStep::Serialize)
+            );
+            assert!(failure.type_name.ends_with("Moody"), "{failure:?}");
+        }
+        let panicked = encode_item(&mut out, &Moody(2), Payload::Arguments).expect_err("fails");
+        assert!(
+            panicked.message.contains("two panics going out"),
+            "{panicked:?}"
+        );
+    }
+
+    #[test]
+    fn a_failing_or_panicking_deserialize_fails_that_value_only() {
+        let mut out = Vec::new();
+        for n in [3u8, 4, 5] {
+            encode_item(&mut out, &n, Payload::Result).expect("encodes");
+        }
+        let mut rest = &out[..];
+        let refused = decode_next::<Moody>(&mut rest, Payload::Result).expect_err("3 fails");
+        assert_eq!(refused.step, SerdeStep::Deserialize);
+        let panicked = decode_next::<Moody>(&mut rest, Payload::Result).expect_err("4 panics");
+        assert!(
+            panicked.message.contains("four panics coming in"),
+            "{panicked:?}"
+        );
+        assert_eq!(decode_next(&mut rest, Payload::Result), Ok(Moody(5)));
+    }
+}
