@@ -11,7 +11,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Why a worker stopped: the signal that killed it or the code it exited with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ExitCause {
-    /// Killed by this signal number (9 = SIGKILL, 6 = SIGABRT, 11 = SIGSEGV…).
+    /// Killed by this signal number (9 = SIGKILL, 6 = SIGABRT, 11 = SIGSEGV…);
+    /// its `Display` names it, and [`ExitCause::signal_name`] gives the name.
     Signal(i32),
     /// Called `exit` with this code.
     Code(i32),
@@ -19,10 +20,54 @@ pub enum ExitCause {
     Unknown,
 }
 
+impl ExitCause {
+    /// The conventional name of the signal (`"SIGABRT"`), when it is one this
+    /// platform names.
+    pub fn signal_name(&self) -> Option<&'static str> {
+        match self {
+            ExitCause::Signal(s) => signal_name(*s),
+            _ => None,
+        }
+    }
+}
+
+/// `SIGxxx` for the signals a worker commonly dies of, by this platform's numbers.
+fn signal_name(raw: i32) -> Option<&'static str> {
+    use rustix::process::Signal;
+    let signal = Signal::from_named_raw(raw)?;
+    let names = [
+        (Signal::HUP, "SIGHUP"),
+        (Signal::INT, "SIGINT"),
+        (Signal::QUIT, "SIGQUIT"),
+        (Signal::ILL, "SIGILL"),
+        (Signal::TRAP, "SIGTRAP"),
+        (Signal::ABORT, "SIGABRT"),
+        (Signal::BUS, "SIGBUS"),
+        (Signal::FPE, "SIGFPE"),
+        (Signal::KILL, "SIGKILL"),
+        (Signal::USR1, "SIGUSR1"),
+        (Signal::SEGV, "SIGSEGV"),
+        (Signal::USR2, "SIGUSR2"),
+        (Signal::PIPE, "SIGPIPE"),
+        (Signal::ALARM, "SIGALRM"),
+        (Signal::TERM, "SIGTERM"),
+        (Signal::XCPU, "SIGXCPU"),
+        (Signal::XFSZ, "SIGXFSZ"),
+        (Signal::SYS, "SIGSYS"),
+    ];
+    names
+        .iter()
+        .find(|(s, _)| *s == signal)
+        .map(|(_, name)| *name)
+}
+
 impl fmt::Display for ExitCause {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ExitCause::Signal(s) => write!(f, "killed by signal {s}"),
+            ExitCause::Signal(s) => match signal_name(*s) {
+                Some(name) => write!(f, "killed by {name} (signal {s})"),
+                None => write!(f, "killed by signal {s}"),
+            },
             ExitCause::Code(c) => write!(f, "exited with code {c}"),
             ExitCause::Unknown => f.write_str("exit status unknown"),
         }
@@ -182,5 +227,34 @@ impl From<crate::panic::Caught> for Error {
             message: caught.message,
             location: caught.location,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_are_named() {
+        let abort = ExitCause::Signal(rustix::process::Signal::ABORT.as_raw());
+        assert_eq!(abort.signal_name(), Some("SIGABRT"));
+        assert!(abort.to_string().contains("SIGABRT"), "{abort}");
+        assert_eq!(ExitCause::Signal(250).signal_name(), None);
+        assert_eq!(ExitCause::Signal(250).to_string(), "killed by signal 250");
+        assert_eq!(ExitCause::Code(3).to_string(), "exited with code 3");
+    }
+
+    #[test]
+    fn serialization_errors_say_which_value_which_way_and_where() {
+        let e = Error::Serialization {
+            what: Payload::Result,
+            step: SerdeStep::Deserialize,
+            type_name: "app::Port".into(),
+            message: "port must be below 65536".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "Deserialize of the result (`app::Port`) failed in the caller: port must be below 65536"
+        );
     }
 }

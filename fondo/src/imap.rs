@@ -32,6 +32,10 @@ pub struct Imap<'p, B: crate::pool::Backend, F, I: Iterator, R> {
     delivered: usize,
     /// The pool this iterator's thread may help while it waits.
     helper: Option<Weak<dyn Help>>,
+    /// The input iterator panicked after this many items: the panic is resumed
+    /// once every result before it has been yielded, as Python raises the input's
+    /// exception at its position.
+    input_panic: Option<Box<dyn std::any::Any + Send>>,
 }
 
 impl<B: crate::pool::Backend, F, I: Iterator, R> std::fmt::Debug for Imap<'_, B, F, I, R> {
@@ -72,6 +76,7 @@ where
             window,
             submitted: 0,
             delivered: 0,
+            input_panic: None,
         }
     }
 
@@ -94,8 +99,17 @@ where
             let Some(input) = self.input.as_mut() else {
                 break;
             };
-            let items: Vec<(I::Item,)> = input.by_ref().take(self.chunk).map(|x| (x,)).collect();
-            if items.len() < self.chunk {
+            let mut items: Vec<(I::Item,)> = Vec::with_capacity(self.chunk);
+            let chunk = self.chunk;
+            // The input is user code: a panic in it ends the input where it came,
+            // and waits there for the results before it.
+            let pulled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                items.extend(input.by_ref().take(chunk).map(|x| (x,)));
+            }));
+            if let Err(payload) = pulled {
+                self.input_panic = Some(payload);
+                self.input = None;
+            } else if items.len() < self.chunk {
                 self.input = None;
             }
             if items.is_empty() {
@@ -131,6 +145,9 @@ where
     fn next(&mut self) -> Option<Result<R>> {
         self.top_up();
         if self.delivered == self.submitted {
+            if let Some(payload) = self.input_panic.take() {
+                std::panic::resume_unwind(payload);
+            }
             return None;
         }
         let out = self.sink.take(self.delivered, self.helper.as_ref());

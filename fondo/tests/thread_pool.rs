@@ -1273,12 +1273,19 @@ fn panicking_initializer() {
 }
 
 #[test]
-fn a_panicking_initializer_does_not_kill_the_worker() -> Result<()> {
+fn a_panicking_initializer_breaks_the_pool_and_no_task_runs_uninitialised() -> Result<()> {
     let pool = Pool::builder()
         .workers(1)
         .initializer(panicking_initializer)
         .threads()?;
-    assert_eq!(pool.apply(|| 5, ())?, 5);
+    for _ in 0..2 {
+        match pool.apply(|| 5, ()) {
+            Err(Error::InitializerFailed { message }) => {
+                assert!(message.contains("initializer failure"), "{message}");
+            }
+            other => panic!("expected InitializerFailed, got {other:?}"),
+        }
+    }
     Ok(())
 }
 

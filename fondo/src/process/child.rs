@@ -3,15 +3,16 @@
 use super::entry::offset_of_entry;
 use super::item::{decode_outcome, encode_item};
 use super::lanes::Answer;
-use super::spawn::{WorkerOptions, WorkerProcess, start_worker, wait_readable, write_all_blocking};
+use super::spawn::{
+    WorkerOptions, WorkerProcess, start_worker, wait_for_worker, write_all_blocking,
+};
 use super::wire::{Fill, FrameWriter, FromWorker, ToWorker, decode_header, next_item};
 use crate::config::DEFAULT_MAX_FRAME;
-use crate::error::{Error, ExitCause, Payload, Result};
+use crate::error::{Error, Payload, Result};
 use crate::task::Task;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::marker::PhantomData;
-use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
 
 /// Runs `f(args…)` in a new process — this executable started again — and returns
@@ -98,7 +99,8 @@ impl<R: DeserializeOwned> Child<R> {
     /// Like [`join`](Self::join) but gives up after `timeout` with
     /// `Err(WaitTimeout)`, leaving the child running; join again later.
     pub fn join_timeout(&mut self, timeout: Duration) -> Result<R> {
-        self.join_inner(Some(Instant::now() + timeout))
+        // A timeout too long to add to the clock is no deadline at all.
+        self.join_inner(Instant::now().checked_add(timeout))
             .map_err(|e| match e {
                 Error::WaitTimeout { .. } => Error::WaitTimeout { waited: timeout },
                 other => other,
@@ -109,38 +111,85 @@ impl<R: DeserializeOwned> Child<R> {
         let Some(w) = self.worker.as_mut() else {
             return Err(Error::ResultTaken);
         };
-        let outcome = loop {
-            if w.reader.has_frame() {
-                break Some(read_outcome::<R>(w));
+        match await_answer(w, deadline)? {
+            Some(outcome) => {
+                // It answered and was told to exit; one that lingers past the
+                // deadline (an `atexit` handler that hangs, say) has nothing left
+                // to give and is killed.
+                let mut w = self.worker.take().ok_or(Error::ResultTaken)?;
+                if await_exit(&mut w, deadline)?.is_none() {
+                    let _ = w.child.kill();
+                }
+                let _ = w.child.wait();
+                outcome
             }
-            let left = match deadline {
-                Some(d) => d.saturating_duration_since(Instant::now()),
-                None => Duration::from_secs(3600),
-            };
-            if deadline.is_some() && left.is_zero() {
-                return Err(Error::WaitTimeout {
+            None => {
+                // No answer: its exit status says how it died. Until it exits (its
+                // task may have closed the socket and gone on), keep it for a later
+                // join.
+                let status = await_exit(w, deadline)?.ok_or(Error::WaitTimeout {
                     waited: Duration::ZERO,
-                });
+                })?;
+                let pid = w.pid;
+                self.worker = None;
+                Err(Error::WorkerDied {
+                    pid,
+                    cause: super::spawn::exit_cause(status),
+                })
             }
-            wait_readable(&w.sock, left)?;
-            if w.reader.fill(&w.sock)? == Fill::Eof {
-                break None;
-            }
-        };
-        let mut w = self.worker.take().ok_or(Error::ResultTaken)?;
-        let status = w.child.wait()?;
-        match outcome {
-            Some(result) => result,
-            None => Err(Error::WorkerDied {
-                pid: w.pid,
-                cause: match (status.signal(), status.code()) {
-                    (Some(s), _) => ExitCause::Signal(s),
-                    (None, Some(c)) => ExitCause::Code(c),
-                    _ => ExitCause::Unknown,
-                },
-            }),
         }
     }
+}
+
+/// Waits for the child's answer (`Some`), or its end without one (`None`): EOF on
+/// its socket, or its exit even while a process it started holds the socket.
+fn await_answer<R: DeserializeOwned>(
+    w: &mut WorkerProcess,
+    deadline: Option<Instant>,
+) -> Result<Option<Result<R>>> {
+    loop {
+        if w.reader.has_frame() {
+            return Ok(Some(read_outcome::<R>(w)));
+        }
+        let exited = w.child.try_wait()?.is_some();
+        match w.reader.fill(&w.sock)? {
+            Fill::Eof => return Ok(None),
+            Fill::Read(n) if n > 0 => continue,
+            Fill::Read(_) if exited => return Ok(None),
+            Fill::Read(_) => {}
+        }
+        wait_for_worker(w, time_left(deadline)?)?;
+    }
+}
+
+/// Waits for the child to exit; `None` if the deadline passed first.
+fn await_exit(
+    w: &mut WorkerProcess,
+    deadline: Option<Instant>,
+) -> Result<Option<std::process::ExitStatus>> {
+    loop {
+        if let Some(status) = w.child.try_wait()? {
+            return Ok(Some(status));
+        }
+        match time_left(deadline) {
+            Ok(left) => wait_for_worker(w, left)?,
+            Err(_) => return Ok(None),
+        }
+    }
+}
+
+/// Time to the deadline (a long while without one); `WaitTimeout` once it passed.
+fn time_left(deadline: Option<Instant>) -> Result<Duration> {
+    let Some(deadline) = deadline else {
+        return Ok(Duration::from_secs(3600));
+    };
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(Error::WaitTimeout {
+            waited: Duration::ZERO,
+        });
+    }
+    Ok(left)
 }
 
 /// Decodes the child's one `Done` frame.

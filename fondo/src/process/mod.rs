@@ -108,9 +108,16 @@ impl crate::help::Help for Shared {
 }
 
 impl Shared {
+    /// Offers queued work to the workers; then, if one is still idle, gives it
+    /// work waiting in a busy worker's pipeline (`rebalance`).
+    fn kick(&self) {
+        self.distribute(None);
+        self.rebalance();
+    }
+
     /// Offers queued work to the slots one job at a time, round after round, so idle
     /// workers all get work before any worker's pipeline is filled.
-    fn kick(&self, from: Option<&Slot>) {
+    fn distribute(&self, from: Option<&Slot>) {
         let own = |slot: &Arc<Slot>| from.is_some_and(|s| std::ptr::eq(s, &**slot));
         // Idle workers first: otherwise the first worker's pipeline soaks up work
         // that an idle one could start at once.
@@ -146,7 +153,21 @@ impl Shared {
                 job.fail(&error);
             }
         }
-        self.kick(None);
+        self.distribute(None);
+    }
+
+    /// Gives idle workers the jobs waiting in busy workers' pipelines: no task
+    /// waits behind a long one while a worker is idle.
+    fn rebalance(&self) {
+        if !self.queue.is_empty() || !self.slots.iter().any(|s| s.is_idle()) {
+            return;
+        }
+        let taken: Vec<ProcJob> = self
+            .slots
+            .iter()
+            .flat_map(|slot| slot.revoke_waiting())
+            .collect();
+        self.requeue(taken);
     }
 
     /// Breaks the pool with `error` (a worker's initializer failed): every task
@@ -336,7 +357,7 @@ where
                     }
                     break;
                 }
-                self.shared.kick(None);
+                self.shared.kick();
                 bytes = 0;
             }
         }

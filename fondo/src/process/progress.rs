@@ -22,6 +22,9 @@ struct Cells {
     finished_at_ns: AtomicU64,
     /// Non-zero once the worker is set up (its initializer, if any, returned).
     ready: AtomicU64,
+    /// Which jobs the worker has dealt with and which the parent took back (see
+    /// [`Progress::claim`]).
+    gate: AtomicU64,
     /// Non-zero when the parent enforces a timeout and so needs `started_at_ns`:
     /// reading the clock costs a fifth of a no-op task.
     timed: AtomicU64,
@@ -30,6 +33,15 @@ struct Cells {
 }
 
 const MAP_LEN: usize = 4096;
+
+/// What a worker does with the next job it read (see [`Progress::claim`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Claim {
+    /// It is the worker's: run it.
+    Run,
+    /// The parent took it back to give an idle worker: skip it, answer nothing.
+    Skip,
+}
 const _: () = assert!(std::mem::size_of::<Cells>() <= MAP_LEN);
 
 /// One side's view of a worker's progress page.
@@ -151,6 +163,58 @@ impl Progress {
         (c.started.load(Ordering::Acquire), finished)
     }
 
+    /// Worker: claims job `seq` (its number among the jobs this worker was sent)
+    /// before starting it — unless the parent took it back first.
+    ///
+    /// The protocol is one atomic word between two processes, the gate: the jobs
+    /// the worker has dealt with (run or skipped) in its low half, and in its high
+    /// half where the jobs the parent took back end (job numbers modulo 2³², as a
+    /// pipeline never holds 2³¹ jobs). The worker deals with job `seq` by moving the
+    /// low half from `seq` to `seq + 1` with a compare-exchange, skipping the job if
+    /// it lies below the high half; the parent takes back every job not yet dealt
+    /// with by raising the high half with a compare-exchange on the same word.
+    /// Exactly one of them wins for each job: it is run by this worker or requeued
+    /// by the parent, never both, never neither.
+    pub(crate) fn claim(&self, seq: u64) -> Claim {
+        let c = self.cells();
+        let me = seq as u32;
+        loop {
+            let gate = c.gate.load(Ordering::Acquire);
+            let (dealt, until) = (gate as u32, (gate >> 32) as u32);
+            debug_assert_eq!(dealt, me, "jobs are dealt with in order");
+            let taken_back = (until.wrapping_sub(me) as i32) > 0;
+            let next = me.wrapping_add(1);
+            let new = if taken_back {
+                u64::from(until) << 32 | u64::from(next)
+            } else {
+                u64::from(next) << 32 | u64::from(next)
+            };
+            if c.gate
+                .compare_exchange(gate, new, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                return if taken_back { Claim::Skip } else { Claim::Run };
+            }
+        }
+    }
+
+    /// Parent: takes back every job the worker has not dealt with, of the `sent`
+    /// it was sent so far. `Some(dealt)` — jobs numbered `dealt..sent` are the
+    /// parent's again — or `None` if there were none (or the worker moved first).
+    pub(crate) fn revoke(&self, sent: u64) -> Option<u64> {
+        let c = self.cells();
+        let gate = c.gate.load(Ordering::Acquire);
+        let waiting = (sent as u32).wrapping_sub(gate as u32);
+        if waiting == 0 || waiting > u32::MAX / 2 {
+            return None;
+        }
+        let new = u64::from(sent as u32) << 32 | (gate & u64::from(u32::MAX));
+        c.gate
+            .compare_exchange(gate, new, Ordering::AcqRel, Ordering::Acquire)
+            .ok()
+            .map(|_| sent - u64::from(waiting))
+    }
+
     /// Parent: the counts and clocks of a timed worker, read at one moment.
     pub(crate) fn stamps(&self) -> Stamps {
         let (started, finished) = self.counts();
@@ -203,4 +267,113 @@ impl Drop for Progress {
 pub(crate) fn now_ns() -> u64 {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
     (t.tv_sec as u64).saturating_mul(1_000_000_000) + t.tv_nsec as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+
+    /// Worker and parent race over `jobs` jobs from `start` (job numbers near the
+    /// 2³² wrap when asked): every job is run by the worker or taken back by the
+    /// parent, exactly once.
+    fn race(start: u64, jobs: u64) {
+        let page = Arc::new(Progress::create().expect("page"));
+        page.cells()
+            .gate
+            .store(start << 32 | (start & 0xffff_ffff), Ordering::Release);
+        let sent = Arc::new(AtomicU64::new(start));
+        let done = Arc::new(AtomicBool::new(false));
+        let worker = {
+            let (page, sent, done) = (page.clone(), sent.clone(), done.clone());
+            std::thread::spawn(move || {
+                let mut ran = Vec::new();
+                let mut seq = start;
+                while seq < start + jobs {
+                    if seq < sent.load(Ordering::Acquire) {
+                        if page.claim(seq) == Claim::Run {
+                            ran.push(seq);
+                        }
+                        seq += 1;
+                    } else if done.load(Ordering::Acquire) {
+                        break;
+                    } else {
+                        std::hint::spin_loop();
+                    }
+                }
+                ran
+            })
+        };
+        let mut taken = Vec::new();
+        let mut taken_until = start;
+        let mut now = start;
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        while now < start + jobs {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            now = (now + rng % 4 + 1).min(start + jobs);
+            sent.store(now, Ordering::Release);
+            // Keep the worker within a short pipeline of the parent, as a real one
+            // is: both sides then win races.
+            let dealt = || page.cells().gate.load(Ordering::Acquire) as u32;
+            while (now as u32).wrapping_sub(dealt()) > 16 {
+                std::thread::yield_now();
+            }
+            // Like the parent's pipeline: jobs taken back earlier are no longer in
+            // it, so only those from the last revocation on are taken now.
+            if rng.is_multiple_of(3)
+                && let Some(dealt) = page.revoke(now)
+            {
+                taken.extend(dealt.max(taken_until)..now);
+                taken_until = now;
+            }
+        }
+        done.store(true, Ordering::Release);
+        let ran = worker.join().expect("worker thread");
+        let mut all: Vec<u64> = ran.iter().chain(&taken).copied().collect();
+        all.sort_unstable();
+        let expected = start..start + jobs;
+        let wrong = all
+            .iter()
+            .zip(expected.clone())
+            .find(|(got, want)| **got != *want);
+        assert!(
+            all.len() as u64 == jobs && wrong.is_none(),
+            "ran {} taken {}: first difference {wrong:?}",
+            ran.len(),
+            taken.len()
+        );
+        assert!(
+            !taken.is_empty() && !ran.is_empty(),
+            "ran {} taken {}",
+            ran.len(),
+            taken.len()
+        );
+    }
+
+    #[test]
+    fn every_job_is_run_or_taken_back_exactly_once() {
+        race(0, 50_000);
+    }
+
+    #[test]
+    fn the_gate_survives_the_wrap_of_job_numbers() {
+        race((1 << 32) - 20_000, 40_000);
+    }
+
+    #[test]
+    fn nothing_to_take_back_is_none() {
+        let page = Progress::create().expect("page");
+        assert_eq!(page.revoke(0), None);
+        assert_eq!(page.claim(0), Claim::Run);
+        assert_eq!(page.revoke(1), None, "job 0 is the worker's");
+        assert_eq!(page.revoke(3), Some(1), "jobs 1 and 2 are taken back");
+        assert_eq!(page.claim(1), Claim::Skip);
+        assert_eq!(page.revoke(4), Some(2), "job 3 joins them");
+        assert_eq!(page.claim(2), Claim::Skip);
+        assert_eq!(page.claim(3), Claim::Skip);
+        assert_eq!(page.claim(4), Claim::Run, "sent after the revocation");
+    }
 }

@@ -16,7 +16,6 @@ use crate::queue::Phase;
 use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::ExitStatusExt;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -59,6 +58,8 @@ struct SlotState {
     sock: Option<Arc<UnixStream>>,
     /// The live worker's lanes, if it has them.
     lanes: Option<Arc<Lanes>>,
+    /// The live worker's progress page.
+    progress: Option<Arc<Progress>>,
     /// The live worker maps the pool's arena.
     arena: bool,
     /// When a lane last carried a body, if its memory has not been given back since.
@@ -69,6 +70,8 @@ struct SlotState {
     inflight: VecDeque<InFlight>,
     /// Tasks sent to the current worker: numbers its tasks like its progress page does.
     dispatched: u64,
+    /// Jobs sent to the current worker: numbers its jobs as it claims them.
+    sent_jobs: u64,
     /// No more work for this worker: it is being recycled or stopped.
     retiring: bool,
     /// Running estimate of one task's time on this worker, in nanoseconds (an upper
@@ -176,6 +179,8 @@ impl SlotState {
 
 struct InFlight {
     id: u64,
+    /// Its number among the jobs sent to this worker (see `Progress::claim`).
+    seq: u64,
     sent: Instant,
     /// When it was sent, on the clock the worker stamps its progress with.
     sent_ns: u64,
@@ -358,8 +363,11 @@ impl Slot {
             };
             let first_task = st.dispatched;
             st.dispatched += u64::from(job.count);
+            let seq = st.sent_jobs;
+            st.sent_jobs += 1;
             st.inflight.push_back(InFlight {
                 id,
+                seq,
                 sent: Instant::now(),
                 sent_ns: super::progress::now_ns(),
                 first_task,
@@ -376,6 +384,29 @@ impl Slot {
             self.wake();
         }
         sent
+    }
+
+    /// Takes back the jobs waiting in this worker's pipeline behind the one it is
+    /// running, for idle workers to run now instead.
+    pub(crate) fn revoke_waiting(&self) -> Vec<ProcJob> {
+        let mut st = self.lock();
+        // Worth it only behind a job that is running: the others start at once.
+        if st.inflight.len() < 2 {
+            return Vec::new();
+        }
+        let Some(progress) = st.progress.clone() else {
+            return Vec::new();
+        };
+        let Some(claimed) = progress.revoke(st.sent_jobs) else {
+            return Vec::new();
+        };
+        let keep = st.inflight.iter().take_while(|f| f.seq < claimed).count();
+        let taken: Vec<InFlight> = st.inflight.drain(keep..).collect();
+        if let Some(first) = taken.first() {
+            // Their tasks will never be counted by this worker: number on from here.
+            st.dispatched = first.first_task;
+        }
+        taken.into_iter().map(|f| f.job).collect()
     }
 
     /// Writes what the writer holds, as far as the socket takes it now.
@@ -472,6 +503,7 @@ impl Slot {
         *self.lock() = SlotState {
             sock: Some(sock),
             lanes: w.lanes.clone(),
+            progress: Some(w.progress.clone()),
             arena: w.arena,
             pid: w.pid,
             ..SlotState::default()
@@ -671,6 +703,10 @@ impl Slot {
         }
         if any {
             self.pump(shared, by_supervisor, usize::MAX, true);
+            if self.is_idle() {
+                // Idle with nothing queued: take work waiting behind busy workers.
+                shared.rebalance();
+            }
         }
         Ok(())
     }
@@ -860,13 +896,7 @@ fn reap(w: &mut WorkerProcess) -> ExitCause {
     let deadline = Instant::now() + Duration::from_millis(500);
     loop {
         match w.child.try_wait() {
-            Ok(Some(status)) => {
-                return match (status.signal(), status.code()) {
-                    (Some(sig), _) => ExitCause::Signal(sig),
-                    (None, Some(code)) => ExitCause::Code(code),
-                    (None, None) => ExitCause::Unknown,
-                };
-            }
+            Ok(Some(status)) => return super::spawn::exit_cause(status),
             Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(1)),
             Ok(None) => {
                 let _ = w.child.kill();

@@ -14,7 +14,7 @@ use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 /// The environment variable that diverts a re-executed process into a worker.
@@ -145,34 +145,55 @@ type Inherited = [i32; 4];
 
 type SpawnRequest = (Command, Inherited, mpsc::Sender<std::io::Result<Child>>);
 
+/// The thread that forks workers, and the process it belongs to.
+struct Keeper {
+    /// A process forked from this one (by the program, not by fondo) inherits the
+    /// channel but not the thread: it must start its own.
+    pid: u32,
+    requests: mpsc::Sender<SpawnRequest>,
+}
+
 /// Forks happen on one long-lived thread: PR_SET_PDEATHSIG fires when the *thread*
 /// that forked exits, so forking from a short-lived thread would kill its workers.
 fn spawn_on_keeper(command: Command, inherited: Inherited) -> Result<Child> {
-    static KEEPER: OnceLock<Mutex<mpsc::Sender<SpawnRequest>>> = OnceLock::new();
-    let keeper = KEEPER.get_or_init(|| {
-        let (tx, rx) = mpsc::channel::<SpawnRequest>();
-        let started = std::thread::Builder::new()
-            .name("fondo-spawner".into())
-            .spawn(move || {
-                for (mut cmd, inherited, reply) in rx {
-                    let _ = reply.send(spawn_now(&mut cmd, inherited));
-                }
-            });
-        if let Err(e) = started {
-            eprintln!("fondo: could not start the spawner thread: {e}");
-        }
-        Mutex::new(tx)
-    });
+    static KEEPER: Mutex<Option<Keeper>> = Mutex::new(None);
     let (reply_tx, reply_rx) = mpsc::channel();
-    keeper
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .send((command, inherited, reply_tx))
-        .map_err(|_| Error::Spawn("the spawner thread is gone".into()))?;
+    {
+        let mut keeper = KEEPER.lock().unwrap_or_else(PoisonError::into_inner);
+        let me = std::process::id();
+        let requests = match &*keeper {
+            Some(k) if k.pid == me => k.requests.clone(),
+            _ => {
+                let requests = start_keeper()?;
+                *keeper = Some(Keeper {
+                    pid: me,
+                    requests: requests.clone(),
+                });
+                requests
+            }
+        };
+        requests
+            .send((command, inherited, reply_tx))
+            .map_err(|_| Error::Spawn("the spawner thread is gone".into()))?;
+    }
     let child = reply_rx
         .recv()
         .map_err(|_| Error::Spawn("the spawner thread is gone".into()))?;
     child.map_err(|e| Error::Spawn(e.to_string()))
+}
+
+/// Starts the spawner thread; the channel that feeds it.
+fn start_keeper() -> Result<mpsc::Sender<SpawnRequest>> {
+    let (tx, rx) = mpsc::channel::<SpawnRequest>();
+    std::thread::Builder::new()
+        .name("fondo-spawner".into())
+        .spawn(move || {
+            for (mut cmd, inherited, reply) in rx {
+                let _ = reply.send(spawn_now(&mut cmd, inherited));
+            }
+        })
+        .map_err(|e| Error::Spawn(format!("could not start the spawner thread: {e}")))?;
+    Ok(tx)
 }
 
 /// Forks and execs, arranging in the child that it dies with its parent and keeps
@@ -271,12 +292,41 @@ pub(crate) fn poll_timeout(d: Duration) -> rustix::event::Timespec {
 }
 
 /// Blocks until `fd` is readable (or hung up) or `timeout` passes.
-pub(crate) fn wait_readable(fd: impl AsFd, timeout: Duration) -> Result<()> {
+fn wait_readable(fd: impl AsFd, timeout: Duration) -> Result<()> {
     use rustix::event::{PollFd, PollFlags, poll};
     let mut fds = [PollFd::new(&fd, PollFlags::IN)];
     match poll(&mut fds, Some(&poll_timeout(timeout))) {
         Ok(_) | Err(rustix::io::Errno::INTR) => Ok(()),
         Err(e) => Err(e.into()),
+    }
+}
+
+/// Blocks until the worker's socket is readable (or hung up), the worker exits
+/// (where pidfds exist; else it looks again within 10 ms), or `timeout` passes.
+pub(crate) fn wait_for_worker(w: &WorkerProcess, timeout: Duration) -> Result<()> {
+    use rustix::event::{PollFd, PollFlags, poll};
+    let mut fds = vec![PollFd::new(&w.sock, PollFlags::IN)];
+    let timeout = match &w.pidfd {
+        Some(pidfd) => {
+            fds.push(PollFd::new(pidfd, PollFlags::IN));
+            timeout
+        }
+        None => timeout.min(Duration::from_millis(10)),
+    };
+    match poll(&mut fds, Some(&poll_timeout(timeout))) {
+        Ok(_) | Err(rustix::io::Errno::INTR) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// How a process ended, from its wait status.
+pub(crate) fn exit_cause(status: std::process::ExitStatus) -> crate::error::ExitCause {
+    use crate::error::ExitCause;
+    use std::os::unix::process::ExitStatusExt;
+    match (status.signal(), status.code()) {
+        (Some(s), _) => ExitCause::Signal(s),
+        (None, Some(c)) => ExitCause::Code(c),
+        _ => ExitCause::Unknown,
     }
 }
 

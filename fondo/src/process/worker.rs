@@ -5,7 +5,7 @@ use super::arena::Arena;
 use super::entry::{EntryFn, Resolver};
 use super::heap::WorkerHeap;
 use super::lanes::{AnswerBuf, FreeUpLane, LANES, Lanes, Way};
-use super::progress::Progress;
+use super::progress::{Claim, Progress};
 use super::spawn::{WORKER_ENV, poll_timeout};
 use super::spill::Place;
 use super::wire::{
@@ -191,6 +191,7 @@ fn serve(spec: &str) -> Result<()> {
         lanes: lanes.as_ref(),
         up_sent: [0; LANES],
         outcomes: Vec::new(),
+        jobs_seen: 0,
     };
     let hello = FromWorker::Hello {
         protocol: PROTOCOL_VERSION,
@@ -226,6 +227,9 @@ fn serve(spec: &str) -> Result<()> {
                 answers.progress.set_ready();
             }
             ToWorker::Shutdown => break,
+            _ if answers.claim_next() == Claim::Skip => {
+                // The parent took this job back for an idle worker.
+            }
             run => {
                 // SAFETY: the header just came from the parent, which wrote any lane or
                 // arena slot it names before sending it and leaves it alone until our
@@ -339,6 +343,8 @@ struct Answers<'l> {
     up_sent: [u64; LANES],
     /// The outcomes being encoded, kept for the next job.
     outcomes: Vec<u8>,
+    /// Jobs received so far: the next one's number for [`Progress::claim`].
+    jobs_seen: u64,
 }
 
 impl Answers<'_> {
@@ -423,6 +429,13 @@ impl Answers<'_> {
                 }
             },
         )
+    }
+
+    /// Claims the job just received, unless the parent took it back.
+    fn claim_next(&mut self) -> Claim {
+        let seq = self.jobs_seen;
+        self.jobs_seen += 1;
+        self.progress.claim(seq)
     }
 
     fn free_up_lane(&self) -> Option<usize> {

@@ -100,10 +100,16 @@ impl Builder {
             handles: Mutex::new(Vec::with_capacity(config.workers)),
             config,
         });
-        for _ in 0..shared.config.workers {
-            start_worker(&shared)?;
+        let backend = Threads { shared };
+        for _ in 0..backend.shared.config.workers {
+            if let Err(e) = start_worker(&backend.shared) {
+                // Those already started must not outlive the pool that failed.
+                backend.close();
+                backend.join();
+                return Err(e);
+            }
         }
-        Ok(Pool::from_backend(Threads { shared }))
+        Ok(Pool::from_backend(backend))
     }
 }
 
