@@ -264,7 +264,7 @@ fn mpi_thread(
         Err(p) => {
             eprintln!(
                 "fondo: the MPI thread panicked ({}); aborting the MPI job",
-                crate::error::panic_message(&*p)
+                crate::panic::message(&*p)
             );
             universe.world().abort(70)
         }

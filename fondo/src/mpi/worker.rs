@@ -11,11 +11,11 @@ use crate::process::entry::Resolver;
 use crate::process::lanes::AnswerBuf;
 use crate::process::progress::Progress;
 use crate::process::spill::Place;
+use crate::process::wire::{TaskFailure, WireResult, push_item};
 use mpi::point_to_point::MatchedReceiveVec;
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::{Communicator, Destination, Source};
 use std::collections::VecDeque;
-use std::panic::catch_unwind;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -62,16 +62,11 @@ pub(crate) fn serve(world: &SimpleCommunicator, exe: Result<ExeFingerprint>) -> 
     }
 
     let resolver = Resolver::new();
-    if let Some(offset) = setup.initializer {
-        let Some(init) = resolver.init_fn(offset) else {
-            fatal(world, "initializer offset outside the executable");
-        };
-        if let Err(p) = catch_unwind(init) {
-            eprintln!(
-                "fondo: MPI rank {rank}: initializer panicked: {}",
-                crate::error::panic_message(&*p)
-            );
-        }
+    // A rank cannot be replaced: one whose initializer failed answers every task
+    // with that failure instead of running it uninitialised.
+    let init_failed = crate::process::worker::initialize(&resolver, setup.initializer).err();
+    if let Some(why) = &init_failed {
+        eprintln!("fondo: MPI rank {rank}: the initializer failed: {why}");
     }
     let progress = match Progress::create() {
         Ok(p) => Arc::new(p),
@@ -122,10 +117,20 @@ pub(crate) fn serve(world: &SimpleCommunicator, exe: Result<ExeFingerprint>) -> 
             Ok(r) => r,
             Err(e) => fatal(world, &e.to_string()),
         };
+        start_done(&mut out, job, count);
+        if let Some(message) = &init_failed {
+            let failure: WireResult<()> = Err(TaskFailure::InitializerFailed {
+                message: message.clone(),
+            });
+            for _ in 0..count {
+                let _ = push_item(&mut out, &failure);
+            }
+            root.send_with_tag(&out[..], TAG_DONE);
+            continue;
+        }
         let Some(run) = resolver.entry(entry) else {
             fatal(world, "entry offset outside the executable");
         };
-        start_done(&mut out, job, count);
         let started = Instant::now();
         // No shared memory between ranks: the answer stays on the heap.
         let mut answer = AnswerBuf::new(std::mem::take(&mut out), None);

@@ -17,7 +17,7 @@ mod slot;
 mod spawn;
 pub(crate) mod spill;
 pub(crate) mod wire;
-mod worker;
+pub(crate) mod worker;
 
 pub use child::{Child, spawn};
 

@@ -139,6 +139,8 @@ pub(crate) enum TaskFailure {
     },
     /// Its arguments could not be decoded or its result encoded.
     Serialization(SerdeFailure),
+    /// The worker's initializer failed, so it runs no task.
+    InitializerFailed { message: String },
     /// The job broke a limit of the protocol (outcomes over the frame cap) or the
     /// worker would not run it (a function it refused).
     Protocol { message: String },
@@ -165,6 +167,7 @@ impl From<TaskFailure> for Error {
             TaskFailure::Panicked { message, location } => Error::Panicked { message, location },
             TaskFailure::Serialization(f) => f.into(),
             TaskFailure::Protocol { message } => Error::Protocol(message),
+            TaskFailure::InitializerFailed { message } => Error::InitializerFailed { message },
         }
     }
 }

@@ -258,7 +258,10 @@ fn serve(spec: &str) -> Result<()> {
 
 /// Runs the pool's initializer, if it has one; the panic's message (or why it could
 /// not be run) if it failed.
-fn initialize(resolver: &Resolver, initializer: Option<i64>) -> std::result::Result<(), String> {
+pub(crate) fn initialize(
+    resolver: &Resolver,
+    initializer: Option<i64>,
+) -> std::result::Result<(), String> {
     let Some(offset) = initializer else {
         return Ok(());
     };
