@@ -2,6 +2,7 @@
 //! entry point from a fixed anchor in the same executable, valid in every process
 //! running that executable whatever ASLR did.
 
+use super::code_range::CodeRange;
 use super::lanes::AnswerBuf;
 use super::progress::Progress;
 use super::wire::{Out, TaskFailure, WireResult, next_item, push_item};
@@ -41,41 +42,6 @@ pub(crate) fn offset_of_fn(f: fn()) -> i64 {
     f as usize as i64 - anchor_addr()
 }
 
-/// The executable's code, as mapped in this process: offsets must land inside it.
-struct CodeRange {
-    ranges: Vec<(usize, usize)>,
-}
-
-impl CodeRange {
-    /// Reads the executable's code mappings from /proc/self/maps.
-    fn current() -> CodeRange {
-        let exe = std::fs::read_link("/proc/self/exe").unwrap_or_default();
-        let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
-        let ranges = maps
-            .lines()
-            .filter_map(|line| {
-                let mut parts = line.split_whitespace();
-                let range = parts.next()?;
-                let perms = parts.next()?;
-                let path = parts.nth(3)?;
-                if !perms.contains('x') || std::path::Path::new(path) != exe {
-                    return None;
-                }
-                let (lo, hi) = range.split_once('-')?;
-                Some((
-                    usize::from_str_radix(lo, 16).ok()?,
-                    usize::from_str_radix(hi, 16).ok()?,
-                ))
-            })
-            .collect();
-        CodeRange { ranges }
-    }
-
-    fn contains(&self, addr: usize) -> bool {
-        self.ranges.iter().any(|&(lo, hi)| (lo..hi).contains(&addr))
-    }
-}
-
 /// Resolves offsets received from the parent, refusing any outside the executable's code.
 pub(crate) struct Resolver {
     code: CodeRange,
@@ -84,14 +50,14 @@ pub(crate) struct Resolver {
 impl Resolver {
     pub(crate) fn new() -> Resolver {
         Resolver {
-            code: CodeRange::current(),
+            code: CodeRange::current(anchor_addr() as usize),
         }
     }
 
     fn address(&self, offset: i64) -> Option<usize> {
         let addr = usize::try_from(anchor_addr().checked_add(offset)?).ok()?;
-        // An empty range list means /proc was unreadable: trust the private socket then.
-        (self.code.ranges.is_empty() || self.code.contains(addr)).then_some(addr)
+        // An empty range (maps unreadable or not understood) contains nothing.
+        self.code.contains(addr).then_some(addr)
     }
 
     /// The entry point an offset names.

@@ -3,6 +3,7 @@
 
 mod arena;
 mod child;
+mod code_range;
 pub(crate) mod entry;
 #[doc(hidden)]
 pub mod fuzz;
