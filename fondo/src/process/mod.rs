@@ -15,6 +15,7 @@ mod shm;
 mod slot;
 mod spawn;
 pub(crate) mod spill;
+mod trust;
 pub(crate) mod wire;
 mod worker;
 
