@@ -6,6 +6,8 @@ mod child;
 mod code_range;
 pub(crate) mod entry;
 #[doc(hidden)]
+pub mod forge;
+#[doc(hidden)]
 pub mod fuzz;
 mod heap;
 pub(crate) mod job;
