@@ -13,7 +13,10 @@
 //!
 //! Every launched copy gets the arguments `--exact probe_main`: should the marker
 //! be ignored, `main` (this test harness) runs `probe_main` alone, which writes
-//! down that it ran — never the launches again.
+//! down that it ran — never the launches again. A copy fondo itself started as a
+//! worker that then ran `main` anyway (it has no such arguments) exits at once:
+//! should a regression let a secure launch start workers, each would otherwise run
+//! every test here, and launch copies of copies.
 
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -43,10 +46,20 @@ fn plant() -> u32 {
     7
 }
 
+/// Ends this process if fondo started it as a worker and it runs `main` instead
+/// (its first argument ends with " [fondo worker]"): it must launch nothing.
+fn exit_if_a_worker_runs_main() {
+    let arg0 = std::env::args_os().next().unwrap_or_default();
+    if arg0.to_string_lossy().ends_with("[fondo worker]") {
+        std::process::exit(0);
+    }
+}
+
 /// Not a test of its own: `main` of a launched copy that ignored the marker runs
 /// this alone, and it says so, with what became of its attempt to start a worker.
 #[test]
 fn probe_main() {
+    exit_if_a_worker_runs_main();
     let Some(path) = std::env::var_os(PROBE_AT) else {
         return;
     };
@@ -84,6 +97,7 @@ struct Scratch {
 
 impl Scratch {
     fn new(test: &str) -> Scratch {
+        exit_if_a_worker_runs_main();
         let dir = std::env::temp_dir().join(format!("fondo-hostile-{}-{test}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("scratch dir");
