@@ -29,7 +29,7 @@ fn anchor_addr() -> i64 {
 /// The offset that names `entry_point::<F, Args>` in any process of this executable.
 pub(crate) fn offset_of_entry<F, Args>() -> i64
 where
-    F: Task<Args>,
+    F: Task<Args> + Copy,
     Args: DeserializeOwned,
     F::Output: Serialize,
 {
@@ -78,7 +78,15 @@ impl Resolver {
 }
 
 /// Conjures the zero-sized callable `F` in a process that never saw the value.
-fn conjure<F>() -> F {
+///
+/// What may be conjured (see `Processes`): zero-sized, checked here at compile
+/// time, and `Copy`, checked by the bound. Generic code cannot tell a capture-free
+/// closure from one capturing zero-sized values; `Copy` admits of the latter only
+/// those capturing `Copy` values, which their own crate lets anyone holding one
+/// duplicate at will: no uniqueness (a singleton, a brand, a guard) is broken by
+/// one more. A zero-sized `Copy` value whose mere existence vouches for something
+/// done in the process that made it is the one case left to the user, documented.
+fn conjure<F: Copy>() -> F {
     const {
         assert!(
             std::mem::size_of::<F>() == 0,
@@ -86,9 +94,11 @@ fn conjure<F>() -> F {
         )
     };
     // SAFETY: `F` is zero-sized (checked above at compile time), so no bytes are
-    // read; it is a fn item or capture-free closure type (the only zero-sized `Fn`
-    // types stable Rust has, and only `Fn` types reach here), which have no validity
-    // invariant; and it is inhabited, since the parent held a value of it.
+    // read and none need be valid; it is inhabited, since the parent held a value
+    // of it; it is `Copy` (no destructor runs for the conjured value, and any
+    // holder may duplicate it), and a fn item or a closure (the only `Fn` types of
+    // stable Rust, and only they reach here), whose only possible fields are the
+    // zero-sized `Copy` captures discussed above.
     unsafe { std::ptr::NonNull::<F>::dangling().as_ptr().read() }
 }
 
@@ -96,7 +106,7 @@ fn conjure<F>() -> F {
 /// each outcome is its own length-prefixed item, so one bad item fails one task.
 fn entry_point<F, Args>(mut args: &[u8], count: u32, out: &mut AnswerBuf<'_>, progress: &Progress)
 where
-    F: Task<Args>,
+    F: Task<Args> + Copy,
     Args: DeserializeOwned,
     F::Output: Serialize,
 {
