@@ -1,5 +1,6 @@
 //! Whole-program behaviour, driven from outside through the helper programs
-//! `examples/fault_*.rs`: Ctrl-C, SIGKILL to the parent, and tasks that flood stdout.
+//! `examples/fault_*.rs`: Ctrl-C, SIGKILL to the parent, tasks that flood stdout, and
+//! SIGPIPE on both sides (a parent with SIGPIPE at its default, a closed stdout).
 //!
 //! The examples are built with the same cargo and profile as this test. This test
 //! process makes itself a child subreaper, so workers orphaned by the death of an

@@ -64,8 +64,9 @@ impl Resolver {
     pub(crate) fn entry(&self, offset: i64) -> Option<EntryFn> {
         let addr = self.address(offset)?;
         // SAFETY: the parent — the same executable, checked in the handshake — computed
-        // this offset with `offset_of_entry` from an `EntryFn`, and the only peer on
-        // the private socketpair is that parent; the address is inside our code.
+        // this offset with `offset_of_entry` from an `EntryFn`; the only peer on the
+        // socket is that parent (`trust::admit` checked who made it before we served);
+        // the address is inside our code.
         Some(unsafe { std::mem::transmute::<usize, EntryFn>(addr) })
     }
 
