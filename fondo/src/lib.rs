@@ -93,6 +93,19 @@
 //! assert_eq!(outcomes[3].as_ref().ok(), Some(&3)); // the worker lived on
 //! # Ok::<(), fondo::Error>(())
 //! ```
+//!
+//! # Who a worker serves
+//!
+//! Every program that links fondo can become a worker before `main`, so a process
+//! started with fondo's worker marker serves only the parent that started it: over
+//! a Unix socket that parent made (checked with the kernel's peer credentials),
+//! with its user and group, or it refuses with a message and exit code 77. A
+//! setuid, setgid or file-capability launch ignores the marker and runs `main`, and
+//! such a program gets [`Error::Spawn`] instead of workers. Writes to workers never
+//! raise SIGPIPE, whatever the program did with that signal; workers ignore it, as
+//! `main` does, so a task writing to a closed pipe gets an error there as on
+//! threads. The threat model and its tests: RELIABILITY.md, "Security", in the
+//! repository.
 #![warn(missing_docs, missing_debug_implementations)]
 
 mod config;

@@ -413,6 +413,25 @@ fn workers_are_this_executable_with_pids_of_their_own() -> Result<()> {
     Ok(())
 }
 
+#[test]
+fn workers_are_named_so_in_ps() -> Result<()> {
+    let pool = Pool::processes(2)?;
+    for pid in pool.pids() {
+        // `ps -o comm` (not "exe", after /proc/self/exe); `ps -o args` keeps the
+        // program's name, " [fondo worker]" after it.
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm"))?;
+        assert_eq!(comm.trim_end(), "fondo-worker");
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))?;
+        let arg0 = cmdline.split(|&b| b == 0).next().unwrap_or_default();
+        assert!(
+            String::from_utf8_lossy(arg0).ends_with(" [fondo worker]"),
+            "{:?}",
+            String::from_utf8_lossy(&cmdline)
+        );
+    }
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------
 // apply_async and AsyncResult
 // ---------------------------------------------------------------------------

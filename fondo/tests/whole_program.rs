@@ -1,5 +1,6 @@
 //! Whole-program behaviour, driven from outside through the helper programs
-//! `examples/fault_*.rs`: Ctrl-C, SIGKILL to the parent, and tasks that flood stdout.
+//! `examples/fault_*.rs`: Ctrl-C, SIGKILL to the parent, tasks that flood stdout, and
+//! SIGPIPE on both sides (a parent with SIGPIPE at its default, a closed stdout).
 //!
 //! The examples are built with the same cargo and profile as this test. This test
 //! process makes itself a child subreaper, so workers orphaned by the death of an
@@ -321,4 +322,53 @@ fn a_pool_under_an_address_space_limit_still_moves_big_values() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+#[test]
+fn a_worker_dying_mid_transfer_spares_a_parent_with_default_sigpipe() {
+    let bin = example("fault_sigpipe");
+    let out = Command::new(&bin)
+        .args(["parent-default", "5"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run fault_sigpipe");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.trim() == "OK 5",
+        "{:?} (signal 13 is SIGPIPE), stdout {stdout:?}, stderr {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_task_printing_to_a_closed_stdout_fails_alike_on_processes_and_threads() {
+    let bin = example("fault_sigpipe");
+    let mut child = Command::new(&bin)
+        .arg("closed-stdout")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run fault_sigpipe");
+    drop(child.stdout.take()); // nobody reads: writes there fail with EPIPE
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let outcome = |backend: &str| {
+        stderr
+            .lines()
+            .find_map(|l| l.strip_prefix(backend))
+            .map(str::to_owned)
+    };
+    assert_eq!(
+        outcome("threads: ").as_deref(),
+        Some("Panicked"),
+        "{stderr}"
+    );
+    assert_eq!(
+        outcome("processes: ").as_deref(),
+        Some("Panicked"),
+        "{stderr}"
+    );
+    assert!(out.status.success(), "{:?}", out.status);
 }

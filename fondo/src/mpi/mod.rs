@@ -308,7 +308,7 @@ impl Backend for Mpi {
 
 impl<F, Args> Runs<F, Args> for Mpi
 where
-    F: Task<Args>,
+    F: Task<Args> + Copy,
     Args: Serialize + DeserializeOwned + Send + 'static,
     F::Output: Serialize + DeserializeOwned + Send + 'static,
 {

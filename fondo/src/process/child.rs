@@ -19,8 +19,15 @@ use std::time::{Duration, Instant};
 /// a handle to join it, like `std::thread::spawn` but with its own PID, its own
 /// memory, and a return value (which Python's `Process` cannot give).
 ///
-/// `f` must be a `fn` item or a closure that captures nothing (checked at compile
-/// time); `args` and the result are `serde` types.
+/// `f` must be a `fn` item or a closure that captures nothing (its type zero-sized
+/// and `Copy`, checked at compile time: see [`Processes`](crate::Processes) for
+/// exactly what a process task may be); `args` and the result are `serde` types.
+///
+/// ```compile_fail
+/// struct Token; // zero-sized, but not `Copy`: a worker could only make one up
+/// let token = Token;
+/// let _ = fondo::spawn(move |x: u64| { let _proof = &token; x }, (1,));
+/// ```
 ///
 /// ```
 /// fn pow(b: u64, e: u32) -> u64 { b.pow(e) }
@@ -32,7 +39,7 @@ use std::time::{Duration, Instant};
 /// ```
 pub fn spawn<F, Args>(f: F, args: Args) -> Result<Child<F::Output>>
 where
-    F: Task<Args>,
+    F: Task<Args> + Copy,
     Args: Serialize + DeserializeOwned,
     F::Output: Serialize + DeserializeOwned,
 {

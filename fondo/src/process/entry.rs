@@ -2,6 +2,7 @@
 //! entry point from a fixed anchor in the same executable, valid in every process
 //! running that executable whatever ASLR did.
 
+use super::code_range::CodeRange;
 use super::item::{decode_next, encode_item};
 use super::lanes::AnswerBuf;
 use super::progress::Progress;
@@ -29,7 +30,7 @@ fn anchor_addr() -> i64 {
 /// The offset that names `entry_point::<F, Args>` in any process of this executable.
 pub(crate) fn offset_of_entry<F, Args>() -> i64
 where
-    F: Task<Args>,
+    F: Task<Args> + Copy,
     Args: DeserializeOwned,
     F::Output: Serialize,
 {
@@ -42,41 +43,6 @@ pub(crate) fn offset_of_fn(f: fn()) -> i64 {
     f as usize as i64 - anchor_addr()
 }
 
-/// The executable's code, as mapped in this process: offsets must land inside it.
-struct CodeRange {
-    ranges: Vec<(usize, usize)>,
-}
-
-impl CodeRange {
-    /// Reads the executable's code mappings from /proc/self/maps.
-    fn current() -> CodeRange {
-        let exe = std::fs::read_link("/proc/self/exe").unwrap_or_default();
-        let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
-        let ranges = maps
-            .lines()
-            .filter_map(|line| {
-                let mut parts = line.split_whitespace();
-                let range = parts.next()?;
-                let perms = parts.next()?;
-                let path = parts.nth(3)?;
-                if !perms.contains('x') || std::path::Path::new(path) != exe {
-                    return None;
-                }
-                let (lo, hi) = range.split_once('-')?;
-                Some((
-                    usize::from_str_radix(lo, 16).ok()?,
-                    usize::from_str_radix(hi, 16).ok()?,
-                ))
-            })
-            .collect();
-        CodeRange { ranges }
-    }
-
-    fn contains(&self, addr: usize) -> bool {
-        self.ranges.iter().any(|&(lo, hi)| (lo..hi).contains(&addr))
-    }
-}
-
 /// Resolves offsets received from the parent, refusing any outside the executable's code.
 pub(crate) struct Resolver {
     code: CodeRange,
@@ -85,22 +51,23 @@ pub(crate) struct Resolver {
 impl Resolver {
     pub(crate) fn new() -> Resolver {
         Resolver {
-            code: CodeRange::current(),
+            code: CodeRange::current(anchor_addr() as usize),
         }
     }
 
     fn address(&self, offset: i64) -> Option<usize> {
         let addr = usize::try_from(anchor_addr().checked_add(offset)?).ok()?;
-        // An empty range list means /proc was unreadable: trust the private socket then.
-        (self.code.ranges.is_empty() || self.code.contains(addr)).then_some(addr)
+        // An empty range (maps unreadable or not understood) contains nothing.
+        self.code.contains(addr).then_some(addr)
     }
 
     /// The entry point an offset names.
     pub(crate) fn entry(&self, offset: i64) -> Option<EntryFn> {
         let addr = self.address(offset)?;
         // SAFETY: the parent — the same executable, checked in the handshake — computed
-        // this offset with `offset_of_entry` from an `EntryFn`, and the only peer on
-        // the private socketpair is that parent; the address is inside our code.
+        // this offset with `offset_of_entry` from an `EntryFn`; the only peer on the
+        // socket is that parent (`trust::admit` checked who made it before we served);
+        // the address is inside our code.
         Some(unsafe { std::mem::transmute::<usize, EntryFn>(addr) })
     }
 
@@ -113,7 +80,15 @@ impl Resolver {
 }
 
 /// Conjures the zero-sized callable `F` in a process that never saw the value.
-fn conjure<F>() -> F {
+///
+/// What may be conjured (see `Processes`): zero-sized, checked here at compile
+/// time, and `Copy`, checked by the bound. Generic code cannot tell a capture-free
+/// closure from one capturing zero-sized values; `Copy` admits of the latter only
+/// those capturing `Copy` values, which their own crate lets anyone holding one
+/// duplicate at will: no uniqueness (a singleton, a brand, a guard) is broken by
+/// one more. A zero-sized `Copy` value whose mere existence vouches for something
+/// done in the process that made it is the one case left to the user, documented.
+fn conjure<F: Copy>() -> F {
     const {
         assert!(
             std::mem::size_of::<F>() == 0,
@@ -121,9 +96,11 @@ fn conjure<F>() -> F {
         )
     };
     // SAFETY: `F` is zero-sized (checked above at compile time), so no bytes are
-    // read; it is a fn item or capture-free closure type (the only zero-sized `Fn`
-    // types stable Rust has, and only `Fn` types reach here), which have no validity
-    // invariant; and it is inhabited, since the parent held a value of it.
+    // read and none need be valid; it is inhabited, since the parent held a value
+    // of it; it is `Copy` (no destructor runs for the conjured value, and any
+    // holder may duplicate it), and a fn item or a closure (the only `Fn` types of
+    // stable Rust, and only they reach here), whose only possible fields are the
+    // zero-sized `Copy` captures discussed above.
     unsafe { std::ptr::NonNull::<F>::dangling().as_ptr().read() }
 }
 
@@ -136,7 +113,7 @@ fn conjure<F>() -> F {
 /// blamed on this task, never on a neighbour and never on nobody.
 fn entry_point<F, Args>(mut args: &[u8], count: u32, out: &mut AnswerBuf<'_>, progress: &Progress)
 where
-    F: Task<Args>,
+    F: Task<Args> + Copy,
     Args: DeserializeOwned,
     F::Output: Serialize,
 {

@@ -220,7 +220,7 @@ fn job(count: u32) -> Result<(ProcJob, Arc<Collect>)> {
     }
 }
 
-fn encode<F: crate::task::Task<(u64,), Output = Output>>(
+fn encode<F: crate::task::Task<(u64,), Output = Output> + Copy>(
     _: F,
     batch: Batch<(u64,), Output>,
 ) -> Vec<ProcJob> {
@@ -287,7 +287,7 @@ fn run_batch(args: &[u8], count: u32, max_frame: usize) -> Result<Vec<Output>> {
 }
 
 /// The offset that names the batch entry point of `F` (a zero-sized fn item).
-fn entry_offset<F: crate::task::Task<(u64,), Output = Output>>(_: F) -> i64 {
+fn entry_offset<F: crate::task::Task<(u64,), Output = Output> + Copy>(_: F) -> i64 {
     offset_of_entry::<F, (u64,)>()
 }
 

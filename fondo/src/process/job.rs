@@ -122,7 +122,7 @@ impl ProcJob {
         buffers: &Buffers,
     ) -> Vec<ProcJob>
     where
-        F: Task<Args>,
+        F: Task<Args> + Copy,
         Args: Serialize + DeserializeOwned,
         F::Output: Serialize + DeserializeOwned + Send + 'static,
     {

@@ -1,9 +1,13 @@
 //! The process backend: workers are copies of this executable, tasks are plain
-//! `fn`s (or capture-free closures) with serde data.
+//! `fn`s (or capture-free closures) with serde data; [`Processes`] says exactly
+//! what a process task may be.
 
 mod arena;
 mod child;
+mod code_range;
 pub(crate) mod entry;
+#[doc(hidden)]
+pub mod forge;
 #[doc(hidden)]
 pub mod fuzz;
 mod heap;
@@ -16,6 +20,7 @@ mod shm;
 mod slot;
 mod spawn;
 pub(crate) mod spill;
+mod trust;
 pub(crate) mod wire;
 pub(crate) mod worker;
 
@@ -37,16 +42,54 @@ use std::thread::JoinHandle;
 /// Marker and state of a pool whose workers are processes (`Pool::processes`).
 ///
 /// Each worker is this executable started again (never a bare `fork` of a threaded
-/// parent), diverted into a task loop before `main`. Tasks must be zero-sized
-/// callables — `fn` items or closures that capture nothing — checked at compile
-/// time, and their arguments and results `serde` types:
+/// parent), diverted into a task loop before `main`. Arguments and results are
+/// `serde` types. The task itself does not travel, only its type does (as the
+/// offset of the code compiled for it), and the worker makes its own value of that
+/// type out of nothing. So a process task is exactly
+///
+/// - a `fn` item (`square`; not a `fn` pointer: a value of type `fn(u64) -> u64`
+///   is an address, refused), or
+/// - a closure that captures nothing,
+///
+/// which the compiler checks: the task's type must be zero-sized and `Copy`.
+///
+/// ```
+/// fn square(x: u64) -> u64 { x * x }
+///
+/// let pool = fondo::Pool::processes(1)?;
+/// assert_eq!(pool.map(square, 1..=3)?, [1, 4, 9]);
+/// assert_eq!(pool.map(|x: u64| x + 1, 1..=3)?, [2, 3, 4]);
+/// # Ok::<(), fondo::Error>(())
+/// ```
+///
+/// A closure that captures a value is refused (the worker would need the value):
 ///
 /// ```compile_fail
 /// let pool = fondo::Pool::processes(1).unwrap();
 /// let offset = 10u64;
-/// // A capturing closure cannot be named in another process: refused at compile time.
 /// let _ = pool.map(move |x: u64| x + offset, 0..4);
 /// ```
+///
+/// and so is one that captures a zero-sized value that is not `Copy` — a token, a
+/// guard, a handle to a singleton: the worker could only make one up, in a process
+/// where the code that creates it never ran.
+///
+/// ```compile_fail
+/// struct Token; // made, say, only by a set-up function in `main`
+/// let token = Token;
+/// let pool = fondo::Pool::processes(1).unwrap();
+/// let _ = pool.map(move |x: u64| { let _proof = &token; x }, 0..4);
+/// ```
+///
+/// What the compiler cannot tell from a capture-free closure, and stays yours to
+/// avoid: a closure that captures a zero-sized `Copy` value (`PhantomData`, `()`, a
+/// `Copy` unit struct) is accepted, and the worker gets such a value without the
+/// code that made it having run there. That is harmless for a type anyone may
+/// make; do not capture one whose existence vouches for something this process did
+/// (a proof of initialisation): call, in the task, the code that makes it.
+///
+/// Workers serve only the process that started them (RELIABILITY.md, "Security", in
+/// the repository); a setuid, setgid or file-capability program gets `Error::Spawn`.
 pub struct Processes {
     shared: Arc<Shared>,
     supervisors: Mutex<Vec<JoinHandle<()>>>,
@@ -327,7 +370,7 @@ impl Backend for Processes {
 
 impl<F, Args> Runs<F, Args> for Processes
 where
-    F: Task<Args>,
+    F: Task<Args> + Copy,
     Args: Serialize + DeserializeOwned + Send + 'static,
     F::Output: Serialize + DeserializeOwned + Send + 'static,
 {

@@ -423,7 +423,7 @@ impl FrameReader {
 
 /// Outgoing frames, written as far as the socket takes them without blocking.
 ///
-/// Big bodies are kept as shared buffers and sent with `writev`, not copied.
+/// Big bodies are kept as shared buffers and sent with one gathering `sendmsg`, not copied.
 #[derive(Default)]
 pub(crate) struct FrameWriter {
     chunks: std::collections::VecDeque<Chunk>,
@@ -501,7 +501,12 @@ impl FrameWriter {
     }
 
     /// Writes as much as the socket takes now; true when nothing is left.
+    ///
+    /// Never raises SIGPIPE, whatever the program did with that signal: a peer
+    /// that has gone (EPIPE) ends the stream as an EOF does, so what is queued is
+    /// dropped and the reading side finds out, as it does for every other death.
     pub(crate) fn flush(&mut self, fd: impl AsFd) -> io::Result<bool> {
+        use rustix::net::{SendAncillaryBuffer, SendFlags, sendmsg};
         while !self.chunks.is_empty() {
             let slices: Vec<IoSlice<'_>> = self
                 .chunks
@@ -509,7 +514,9 @@ impl FrameWriter {
                 .take(64)
                 .map(|c| IoSlice::new(c.rest()))
                 .collect();
-            match rustix::io::writev(fd.as_fd(), &slices) {
+            let mut no_control = SendAncillaryBuffer::default();
+            let sent = sendmsg(fd.as_fd(), &slices, &mut no_control, SendFlags::NOSIGNAL);
+            match sent {
                 Ok(mut n) => {
                     while n > 0 {
                         let Some(front) = self.chunks.front_mut() else {
@@ -531,6 +538,9 @@ impl FrameWriter {
                 }
                 Err(rustix::io::Errno::AGAIN) => return Ok(false),
                 Err(rustix::io::Errno::INTR) => {}
+                Err(rustix::io::Errno::PIPE | rustix::io::Errno::CONNRESET) => {
+                    self.chunks.clear();
+                }
                 Err(e) => return Err(e.into()),
             }
         }
@@ -598,6 +608,19 @@ mod tests {
         r.fill(&b).expect("fill");
         assert!(matches!(r.next_frame(), Err(Error::Protocol(_))));
         assert!(r.buf.capacity() < 1 << 20);
+    }
+
+    #[test]
+    fn a_peer_that_is_gone_takes_what_was_queued() {
+        let (a, b) = pair();
+        drop(b);
+        let mut w = FrameWriter::default();
+        w.push(&ToWorker::Shutdown, 1 << 20, |_| {}).expect("push");
+        w.push_shared(&ToWorker::Shutdown, &Arc::new(vec![1u8; 1 << 20]), 2 << 20)
+            .expect("push");
+        // EPIPE: the end of the stream, not an error (and never a SIGPIPE).
+        assert!(w.flush(&a).expect("flush to a closed peer"));
+        assert!(w.is_empty());
     }
 
     #[test]

@@ -8,6 +8,7 @@ use super::lanes::{AnswerBuf, FreeUpLane, LANES, Lanes, Way};
 use super::progress::{Claim, Progress};
 use super::spawn::{WORKER_ENV, poll_timeout};
 use super::spill::Place;
+use super::trust::{Handed, Refusal};
 use super::wire::{
     ExeId, Fill, FrameReader, FrameWriter, FromWorker, PROTOCOL_VERSION, TaskFailure, ToWorker,
     WireResult, body_len, decode_header, push_item,
@@ -32,6 +33,12 @@ unsafe fn divert_worker() {
     // SAFETY: constructors run before main, on the only thread: nothing reads the
     // environment concurrently. Removing it keeps pools made by tasks from diverting.
     unsafe { std::env::remove_var(WORKER_ENV) };
+    // A setuid (or setgid, or file-capability) launch: whoever set the marker may
+    // have fewer privileges than we now have. The program runs as written.
+    if super::trust::launch() == super::trust::Launch::Secure {
+        return;
+    }
+    become_worker();
     let code = match serve(&spec.to_string_lossy()) {
         Ok(()) => 0,
         Err(e) => {
@@ -48,6 +55,18 @@ pub(crate) fn keep_linked() {
     std::hint::black_box(divert_worker as unsafe fn());
 }
 
+/// Makes this process look and behave as a worker: named so in `ps`, and with
+/// SIGPIPE ignored, as std does for `main` (this runs before std's set-up), so a
+/// task writing to a closed pipe gets an error (a panic in `println!`), as on threads.
+fn become_worker() {
+    // SAFETY: SIG_IGN installs no handler, so no code can run in signal context;
+    // constructors run before main, on the only thread.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    // `ps` would show "exe" (we run /proc/self/exe); the full command line keeps
+    // the program's name with " [fondo worker]" after it.
+    let _ = rustix::thread::set_name(c"fondo-worker");
+}
+
 /// What the parent passed in the environment.
 struct Spec {
     sock: i32,
@@ -58,6 +77,23 @@ struct Spec {
     arena_slots: usize,
     parent: u32,
     max_frame: usize,
+}
+
+impl Spec {
+    /// The descriptors and parent this spec names, for the checks before serving.
+    fn handed(&self) -> Handed {
+        let sent = |fd: i32| (fd >= 0).then_some(fd);
+        let memory = vec![
+            ("progress page", Some(self.progress)),
+            ("lanes", sent(self.lanes)),
+            ("arena", sent(self.arena)),
+        ];
+        Handed {
+            sock: self.sock,
+            memory,
+            parent: self.parent,
+        }
+    }
 }
 
 fn parse_spec(spec: &str) -> Option<Spec> {
@@ -147,10 +183,12 @@ enum Waited {
 
 /// The worker's life: hello, setup, then run batches until shutdown or EOF.
 fn serve(spec: &str) -> Result<()> {
-    let spec =
-        parse_spec(spec).ok_or_else(|| Error::Protocol(format!("bad worker spec {spec:?}")))?;
-    // SAFETY: the parent cleared CLOEXEC on exactly these descriptors for us and
-    // nothing else in this fresh process owns them.
+    let spec = parse_spec(spec).unwrap_or_else(|| Refusal::Malformed(spec.into()).exit());
+    if let Err(refusal) = super::trust::admit(&spec.handed()) {
+        refusal.exit();
+    }
+    // SAFETY: the parent cleared CLOEXEC on exactly these descriptors for us, nothing
+    // else in this fresh process owns them, and `admit` found each open and distinct.
     let (sock, progress, lanes, arena) = unsafe {
         (
             UnixStream::from_raw_fd(spec.sock),
@@ -171,9 +209,6 @@ fn serve(spec: &str) -> Result<()> {
     .flatten()
     {
         rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC)?;
-    }
-    if rustix::process::getppid().map(|p| p.as_raw_nonzero().get() as u32) != Some(spec.parent) {
-        return Ok(()); // Orphaned before we started: nobody wants our results.
     }
     sock.set_nonblocking(true)?;
     let mut link = Link {
