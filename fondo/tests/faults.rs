@@ -14,9 +14,9 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{alive, eventually};
+use common::{TRIAL_LIMIT, Watchdog, alive, gone_within, must_get, settled_pids, sigkill};
 
-use fondo::{AsyncResult, Error, ExitCause, Payload, Pool, Processes};
+use fondo::{Error, ExitCause, Payload, Pool, Processes};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 // ---------------------------------------------------------------------------
@@ -61,105 +61,6 @@ impl Rng {
 
     fn below(&mut self, n: u64) -> u64 {
         self.next() % n.max(1)
-    }
-}
-
-/// Aborts the test process, with a message naming the trial, if a trial armed on it
-/// runs past its limit: a hang becomes a loud failure, never a stuck CI job.
-struct Watchdog {
-    shared: Arc<WatchdogState>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-#[derive(Default)]
-struct WatchdogState {
-    /// The armed trial: its deadline and its name.
-    armed: Mutex<Option<(Instant, String)>>,
-    stop: AtomicBool,
-}
-
-impl Watchdog {
-    fn new() -> Watchdog {
-        let shared = Arc::new(WatchdogState::default());
-        let s = shared.clone();
-        let thread = std::thread::spawn(move || {
-            while !s.stop.load(Ordering::Acquire) {
-                std::thread::sleep(Duration::from_millis(50));
-                let armed = s.armed.lock().unwrap_or_else(|p| p.into_inner());
-                if let Some((deadline, what)) = &*armed
-                    && Instant::now() > *deadline
-                {
-                    // Straight to fd 2: the test harness captures eprintln! and
-                    // would swallow the message when the process aborts.
-                    let msg = format!(
-                        "\nWATCHDOG: {what} did not finish in time: the pool hung. Aborting.\n"
-                    );
-                    let _ = std::io::Write::write_all(&mut std::io::stderr(), msg.as_bytes());
-                    std::process::abort();
-                }
-            }
-        });
-        Watchdog {
-            shared,
-            thread: Some(thread),
-        }
-    }
-
-    /// Runs `f`, aborting the process if it takes longer than `limit`.
-    fn guard<T>(&self, what: impl Into<String>, limit: Duration, f: impl FnOnce() -> T) -> T {
-        *self.shared.armed.lock().unwrap() = Some((Instant::now() + limit, what.into()));
-        let out = f();
-        *self.shared.armed.lock().unwrap() = None;
-        out
-    }
-}
-
-impl Drop for Watchdog {
-    fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::Release);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// Limit for one trial: generous, since it only has to tell a hang from slowness.
-const TRIAL_LIMIT: Duration = Duration::from_secs(30);
-/// Limit for reading one result that must come.
-const RESULT_LIMIT: Duration = Duration::from_secs(30);
-
-fn signal(pid: u32, sig: rustix::process::Signal) {
-    if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
-        let _ = rustix::process::kill_process(pid, sig);
-    }
-}
-
-fn sigkill(pid: u32) {
-    signal(pid, rustix::process::Signal::KILL);
-}
-
-/// Waits (bounded) until `pid` is gone.
-fn gone_within(pid: u32, limit: Duration) -> bool {
-    eventually(limit, || !alive(pid))
-}
-
-/// Reads a result that must arrive, failing the test (not hanging it) if it doesn't.
-fn must_get<R: Send + 'static>(r: &AsyncResult<R>, what: &str) -> fondo::Result<R> {
-    match r.get_timeout(RESULT_LIMIT) {
-        Err(Error::WaitTimeout { .. }) => panic!("{what}: no result after {RESULT_LIMIT:?}: hang"),
-        other => other,
-    }
-}
-
-/// The current worker PIDs, once every slot has a live worker (after a replacement).
-fn settled_pids(pool: &Pool<Processes>) -> Vec<u32> {
-    let end = Instant::now() + RESULT_LIMIT;
-    loop {
-        let pids = pool.pids();
-        if pids.iter().all(|&p| p != 0) || Instant::now() > end {
-            return pids;
-        }
-        std::thread::sleep(Duration::from_millis(1));
     }
 }
 

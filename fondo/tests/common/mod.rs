@@ -1,8 +1,16 @@
-//! Helpers shared by the integration tests: polling, and processes as `/proc` shows
-//! them. Each test binary uses its own part, hence the `dead_code` allowance.
+//! Helpers shared by the integration tests: polling, bounded waits (a watchdog, a
+//! result that must come), signals, processes as `/proc` shows them, and the helper
+//! programs `examples/fault_*.rs`. Each test binary uses its own part, hence the
+//! `dead_code` allowance.
 #![allow(dead_code)]
 
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, Instant};
+
+use fondo::{AsyncResult, Error, Pool, Processes};
 
 /// Polls `cond` until it holds or `guard` passes; true if it held.
 pub fn eventually(guard: Duration, mut cond: impl FnMut() -> bool) -> bool {
@@ -76,4 +84,183 @@ pub fn status_kb(pid: u32, field: &str) -> Option<u64> {
         .lines()
         .find(|l| l.strip_prefix(field).is_some_and(|r| r.starts_with(':')))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+// ---------------------------------------------------------------------------
+// Bounded waits: a watchdog for whole trials, a limit for single results
+// ---------------------------------------------------------------------------
+
+/// Aborts the test process, with a message naming the trial, if a trial armed on it
+/// runs past its limit: a hang becomes a loud failure, never a stuck CI job.
+pub struct Watchdog {
+    shared: Arc<WatchdogState>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+#[derive(Default)]
+struct WatchdogState {
+    /// The armed trial: its deadline and its name.
+    armed: Mutex<Option<(Instant, String)>>,
+    stop: AtomicBool,
+}
+
+impl Default for Watchdog {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Watchdog {
+    pub fn new() -> Watchdog {
+        let shared = Arc::new(WatchdogState::default());
+        let s = shared.clone();
+        let thread = std::thread::spawn(move || {
+            while !s.stop.load(Ordering::Acquire) {
+                std::thread::sleep(Duration::from_millis(50));
+                let armed = s.armed.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some((deadline, what)) = &*armed
+                    && Instant::now() > *deadline
+                {
+                    // Straight to fd 2: the test harness captures eprintln! and
+                    // would swallow the message when the process aborts.
+                    let msg = format!(
+                        "\nWATCHDOG: {what} did not finish in time: the pool hung. Aborting.\n"
+                    );
+                    let _ = std::io::Write::write_all(&mut std::io::stderr(), msg.as_bytes());
+                    std::process::abort();
+                }
+            }
+        });
+        Watchdog {
+            shared,
+            thread: Some(thread),
+        }
+    }
+
+    /// Runs `f`, aborting the process if it takes longer than `limit`.
+    pub fn guard<T>(&self, what: impl Into<String>, limit: Duration, f: impl FnOnce() -> T) -> T {
+        *self.shared.armed.lock().unwrap() = Some((Instant::now() + limit, what.into()));
+        let out = f();
+        *self.shared.armed.lock().unwrap() = None;
+        out
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Runs `f` on a thread of its own and returns what it returns (or re-raises its
+/// panic), failing the test — not hanging it — if it takes longer than `limit`.
+/// The overrunning thread is left behind; its pool's workers end with the test
+/// process (PR_SET_PDEATHSIG).
+pub fn bounded<T: Send + 'static>(
+    what: &str,
+    limit: Duration,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let runner = std::thread::Builder::new()
+        .name(what.chars().take(15).collect())
+        .spawn(move || {
+            let _ = tx.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
+        })
+        .expect("start a thread");
+    match rx.recv_timeout(limit) {
+        Ok(Ok(value)) => {
+            let _ = runner.join();
+            value
+        }
+        Ok(Err(panic)) => std::panic::resume_unwind(panic),
+        Err(_) => panic!("{what}: did not finish in {limit:?}: hang"),
+    }
+}
+
+/// Limit for one trial: generous, since it only has to tell a hang from slowness.
+pub const TRIAL_LIMIT: Duration = Duration::from_secs(30);
+/// Limit for reading one result that must come.
+pub const RESULT_LIMIT: Duration = Duration::from_secs(30);
+
+/// Sends `sig` to `pid` (ignoring a process already gone).
+pub fn signal(pid: u32, sig: rustix::process::Signal) {
+    if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+        let _ = rustix::process::kill_process(pid, sig);
+    }
+}
+
+/// SIGKILL to `pid`.
+pub fn sigkill(pid: u32) {
+    signal(pid, rustix::process::Signal::KILL);
+}
+
+/// Waits (bounded) until `pid` is gone.
+pub fn gone_within(pid: u32, limit: Duration) -> bool {
+    eventually(limit, || !alive(pid))
+}
+
+/// Reads a result that must arrive, failing the test (not hanging it) if it doesn't.
+pub fn must_get<R: Send + 'static>(r: &AsyncResult<R>, what: &str) -> fondo::Result<R> {
+    match r.get_timeout(RESULT_LIMIT) {
+        Err(Error::WaitTimeout { .. }) => panic!("{what}: no result after {RESULT_LIMIT:?}: hang"),
+        other => other,
+    }
+}
+
+/// The current worker PIDs, once every slot has a live worker (after a replacement).
+pub fn settled_pids(pool: &Pool<Processes>) -> Vec<u32> {
+    let end = Instant::now() + RESULT_LIMIT;
+    loop {
+        let pids = pool.pids();
+        if pids.iter().all(|&p| p != 0) || Instant::now() > end {
+            return pids;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Helper programs (`examples/fault_*.rs`)
+// ---------------------------------------------------------------------------
+
+/// Builds `examples/<name>.rs` with the same cargo and profile as this test (a no-op
+/// after `cargo test`, which builds examples anyway) and returns its binary's path.
+pub fn example(name: &str) -> PathBuf {
+    static BUILD: Mutex<()> = Mutex::new(());
+    let _serial = BUILD.lock().unwrap_or_else(|p| p.into_inner());
+    // target/<profile>/deps/<test>-<hash>
+    let exe = std::env::current_exe().expect("current_exe");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("test binary lives in target/<profile>/deps")
+        .to_path_buf();
+    let target_dir = profile_dir.parent().expect("target dir").to_path_buf();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| env!("CARGO").to_owned());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "--quiet", "-p", "fondo", "--example", name])
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    if profile_dir.file_name().is_some_and(|p| p == "release") {
+        cmd.arg("--release");
+    }
+    let status = cmd.status().expect("run cargo build --example");
+    assert!(status.success(), "cargo build --example {name} failed");
+    let bin = profile_dir.join("examples").join(name);
+    assert!(bin.exists(), "{} was not built", bin.display());
+    bin
+}
+
+/// Makes this process the reaper of orphaned descendants (once).
+pub fn become_subreaper() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        rustix::process::set_child_subreaper(Some(rustix::process::getpid()))
+            .expect("PR_SET_CHILD_SUBREAPER");
+    });
 }
