@@ -465,7 +465,7 @@ fn fork_sleeper_then_abort(pidfile: String) -> u64 {
 /// `WorkerDied` within 10 s (the subprocess lives 30), and the pool works after.
 fn death_with_a_survivor<F>(task: F, name: &str)
 where
-    F: fondo::Task<(String,), Output = u64>,
+    F: fondo::Task<(String,), Output = u64> + Copy,
 {
     let pidfile = TempFile::new(name);
     let pool = processes(1);
@@ -509,7 +509,6 @@ fn a_worker_death_is_seen_though_a_forked_child_holds_its_socket() {
 // Item 2, for `fondo::spawn`: the child aborts while a bare `fork` child of its
 // task holds its socket; `join_timeout` reports the death, not a wait timeout.
 #[test]
-#[ignore = "pending (not in the brief): Child::join watches only the socket, not the child's exit (no pidfd), so it waits for the fork to exit"]
 fn a_spawned_childs_death_is_seen_though_a_forked_child_holds_its_socket() {
     let pidfile = TempFile::new("spawn-fork-child-pid");
     let mut child = fondo::spawn(fork_sleeper_then_abort, (pidfile.arg(),)).unwrap();
@@ -1119,7 +1118,6 @@ fn run_helper(name: &str, args: &[&str], limit: Duration) -> std::process::Outpu
 // Item 6a: a child forked after the parent used a process pool makes pools and
 // spawns of its own (fondo's spawner thread does not survive a fork).
 #[test]
-#[ignore = "pending: spawner thread after fork (the child's pools wait on a spawner thread that fork did not copy)"]
 fn a_forked_child_makes_its_own_process_pools() {
     for mode in ["pool-dropped", "pool-alive"] {
         let out = run_helper("fault_fork_after_pool", &[mode], Duration::from_secs(10));
@@ -1142,7 +1140,6 @@ fn close_fds_then_sleep(secs: u64) -> u64 {
 // Item 6b: `join_timeout` is bounded even when the child's socket is closed but the
 // child lives on; `kill` + `join` then reap it.
 #[test]
-#[ignore = "pending: Child::join_timeout waits for the child's exit without a deadline after its socket closes"]
 fn join_timeout_is_bounded_when_the_child_closes_its_socket() {
     let mut child = fondo::spawn(close_fds_then_sleep, (30,)).unwrap();
     let pid = child.pid();
@@ -1182,7 +1179,6 @@ fn join_timeout_is_bounded_when_the_child_closes_its_socket() {
 
 // Item 6b: `join_timeout(Duration::MAX)` means "no deadline", not an overflow.
 #[test]
-#[ignore = "pending: Child::join_timeout(Duration::MAX) overflows Instant + Duration and panics"]
 fn join_timeout_of_duration_max_waits_for_the_value() {
     let r = bounded("join_timeout(MAX)", SCENARIO, || {
         let mut child = fondo::spawn(square, (12,)).unwrap();
@@ -1229,7 +1225,6 @@ macro_rules! imap_input_panics {
 
 // Item 6c: a panicking `imap` input on processes.
 #[test]
-#[ignore = "pending: imap pulls the whole window of input before yielding, so the input's panic comes out of the first next()"]
 fn processes_imap_input_that_panics_yields_what_came_before() {
     bounded("imap input panics (processes)", SCENARIO, || {
         imap_input_panics!(processes(2))
@@ -1238,7 +1233,6 @@ fn processes_imap_input_that_panics_yields_what_came_before() {
 
 // Item 6c: the same on threads.
 #[test]
-#[ignore = "pending: imap pulls the whole window of input before yielding, so the input's panic comes out of the first next()"]
 fn threads_imap_input_that_panics_yields_what_came_before() {
     bounded("imap input panics (threads)", SCENARIO, || {
         imap_input_panics!(Pool::threads(2).unwrap())
@@ -1248,7 +1242,6 @@ fn threads_imap_input_that_panics_yields_what_came_before() {
 // Item 6d: `Pool::threads(n)` when thread creation fails part-way: `Err`, and the
 // threads it did start are gone (whole program: the limit is process-wide).
 #[test]
-#[ignore = "pending: Pool::threads leaves the threads it started running when a later spawn fails"]
 fn threads_that_cannot_all_start_are_an_error_and_leave_none_behind() {
     let out = run_helper("fault_thread_limit", &[], Duration::from_secs(30));
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -1276,7 +1269,6 @@ fn wait_for_gate(gate: String) -> u32 {
 // Item 7: a gated task on one of 2 workers, then two fast ones back to back: both
 // complete on the other worker while the gated one is still blocked. 10 rounds.
 #[test]
-#[ignore = "pending: head-of-line blocking (a job is queued behind a long task on a busy worker while the other worker is free)"]
 fn a_blocked_task_holds_up_no_task_behind_it() {
     let pool = processes(2);
     for round in 0..10 {
@@ -1322,7 +1314,6 @@ fn long_or_short((gate, log, x): (String, String, u64)) -> u64 {
 // Item 7: `imap_unordered` and `imap` with default chunks and prefetch, a long task
 // first and 8 short ones: every short one completes while the long one is blocked.
 #[test]
-#[ignore = "pending: head-of-line blocking (a job is queued behind a long task on a busy worker while the other worker is free)"]
 fn imap_of_long_and_short_tasks_is_not_held_up_by_the_long_one() {
     for round in 0..10 {
         for ordered in [false, true] {
@@ -1474,7 +1465,6 @@ fn abort_now() -> u64 {
 
 // Item 8: a worker killed by SIGABRT says "SIGABRT", not just a number.
 #[test]
-#[ignore = "pending: ExitCause Display names the signal (prints \"killed by signal 6\")"]
 fn exit_cause_names_the_signal() {
     assert!(ExitCause::Signal(6).to_string().contains("SIGABRT"));
     let pool = processes(1);
