@@ -255,3 +255,30 @@ pub fn helper_command(env: &str, helper: &str) -> Command {
 pub fn is_helper(env: &str, helper: &str) -> bool {
     std::env::var_os(env).is_some_and(|h| h == helper)
 }
+
+// ---------------------------------------------------------------------------
+// Process pools
+// ---------------------------------------------------------------------------
+
+/// The current worker PIDs of `pool`, once every slot has a live worker again
+/// (after a replacement); what it has after `limit` otherwise.
+pub fn settled_pids(pool: &fondo::Pool<fondo::Processes>, limit: Duration) -> Vec<u32> {
+    let end = Instant::now() + limit;
+    loop {
+        let pids = pool.pids();
+        if pids.iter().all(|&p| p != 0) || Instant::now() > end {
+            return pids;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Sends SIGKILL to `pid` if it is still a child of `parent` (never to a stranger
+/// that inherited a recycled PID).
+pub fn kill_child_of(parent: u32, pid: u32) {
+    if proc_stat(pid).is_some_and(|p| p.ppid == parent && p.is_live())
+        && let Some(pid) = rustix::process::Pid::from_raw(pid as i32)
+    {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+    }
+}
