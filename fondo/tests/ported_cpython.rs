@@ -723,6 +723,7 @@ fn helper_large_pool() {
     // The usual default soft limit, whatever this machine's is.
     limit_fds(1024);
     let pool = Pool::processes(200).expect("a pool of 200");
+    println!("{} open files", open_fds());
     println!(
         "{}",
         pool.map(sqr, 0..1000).expect("map").iter().sum::<u64>()
@@ -732,7 +733,6 @@ fn helper_large_pool() {
 /// MiscTestCase.test_large_pool (gh-89240): a pool of 200 processes works, under
 /// the common default limit of 1024 open files (the helper sets it).
 #[test]
-#[ignore = "new (not in issue 13): a process pool holds 5 fds per worker, so Pool::processes(200) fails with EMFILE under the usual 1024 soft limit (CPython's Pool(200) works)"]
 fn test_large_pool() {
     let out = helper_command(HELPER_ENV, "helper_large_pool")
         .output()
@@ -743,26 +743,7 @@ fn test_large_pool() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(stdout.trim(), "332833500");
-}
-
-/// The same 200 workers at this machine's own open-file limit.
-#[test]
-fn test_large_pool_at_the_machines_fd_limit() {
-    use rustix::process::{Resource, getrlimit};
-    let _wd = Watchdog::arm("200 workers", TEST_LIMIT);
-    if getrlimit(Resource::Nofile)
-        .current
-        .is_some_and(|n| n < 2048)
-    {
-        eprintln!("skipped: too few file descriptors for 200 workers here");
-        return;
-    }
-    let pool = TerminateOnPanic(Pool::processes(200).expect("a pool of 200"));
-    assert_eq!(
-        pool.map(sqr, 0..1000).expect("map").iter().sum::<u64>(),
-        332_833_500
-    );
+    assert!(stdout.lines().any(|l| l == "332833500"), "{stdout}");
 }
 
 /// Python's `pool_in_process`: a pool of 4 inside a process of its own.
