@@ -17,7 +17,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
@@ -27,7 +26,7 @@ use std::time::Duration;
 use common::crash::{Bomb, Kind, Stage, detonate};
 use common::{
     Gate, TempDir, TerminateOnPanic, Watchdog, alive, eventually, gated, helper_command, is_helper,
-    proc_stat, settled_pids,
+    output_within, proc_stat, settled_pids,
 };
 use fondo::{AsyncResult, Error, ExitCause, Pool, Processes};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -38,6 +37,8 @@ const RESULT_LIMIT: Duration = Duration::from_secs(30);
 const TEST_LIMIT: Duration = Duration::from_secs(120);
 /// Set to a helper test's name in the copy of this binary that runs it.
 const HELPER_ENV: &str = "FONDO_PORTED_CPYTHON_HELPER";
+/// A helper copy of this binary, past which it is killed and the test fails.
+const HELPER_LIMIT: Duration = Duration::from_secs(120);
 
 /// Reads a result that must arrive, failing the test (not hanging it) if it doesn't.
 fn must_get<R: Send + 'static>(r: &AsyncResult<R>, what: &str) -> fondo::Result<R> {
@@ -508,6 +509,7 @@ fn test_no_stale_references_processes() {
 // (-1, 0.5 and "12" do not type-check).
 #[test]
 fn test_make_pool() {
+    let _wd = Watchdog::arm("make pool", TEST_LIMIT);
     for builder in [
         Pool::builder().workers(0),
         Pool::builder().max_tasks_per_child(0),
@@ -617,6 +619,7 @@ fn helper_pool_in_a_static() {
     if !is_helper(HELPER_ENV, "helper_pool_in_a_static") {
         return;
     }
+    let _wd = Watchdog::arm("helper_pool_in_a_static", HELPER_LIMIT);
     static POOL: std::sync::OnceLock<Pool<Processes>> = std::sync::OnceLock::new();
     let pool = POOL.get_or_init(|| Pool::processes(1).expect("pool"));
     let v = pool.map(sqr, 0..10).expect("map");
@@ -628,9 +631,10 @@ fn helper_pool_in_a_static() {
 /// (exit status 0), and its worker does not outlive it.
 #[test]
 fn test_worker_finalization_when_the_pool_is_never_dropped() {
-    let out = helper_command(HELPER_ENV, "helper_pool_in_a_static")
-        .output()
-        .expect("run the helper");
+    let out = output_within(
+        helper_command(HELPER_ENV, "helper_pool_in_a_static"),
+        HELPER_LIMIT,
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -684,6 +688,7 @@ fn helper_pool_creation_fails() {
     if !is_helper(HELPER_ENV, "helper_pool_creation_fails") {
         return;
     }
+    let _wd = Watchdog::arm("helper_pool_creation_fails", HELPER_LIMIT);
     limit_fds(open_fds() + 24);
     let made = Pool::processes(50);
     limit_fds(1024);
@@ -698,9 +703,10 @@ fn helper_pool_creation_fails() {
 /// unreaped). Run in a copy of this binary, whose open-file limit it lowers.
 #[test]
 fn test_release_unused_processes() {
-    let out = helper_command(HELPER_ENV, "helper_pool_creation_fails")
-        .output()
-        .expect("run the helper");
+    let out = output_within(
+        helper_command(HELPER_ENV, "helper_pool_creation_fails"),
+        HELPER_LIMIT,
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -720,6 +726,7 @@ fn helper_large_pool() {
     if !is_helper(HELPER_ENV, "helper_large_pool") {
         return;
     }
+    let _wd = Watchdog::arm("helper_large_pool", HELPER_LIMIT);
     // The usual default soft limit, whatever this machine's is.
     limit_fds(1024);
     let pool = Pool::processes(200).expect("a pool of 200");
@@ -734,9 +741,10 @@ fn helper_large_pool() {
 /// the common default limit of 1024 open files (the helper sets it).
 #[test]
 fn test_large_pool() {
-    let out = helper_command(HELPER_ENV, "helper_large_pool")
-        .output()
-        .expect("run the helper");
+    let out = output_within(
+        helper_command(HELPER_ENV, "helper_large_pool"),
+        HELPER_LIMIT,
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -759,6 +767,7 @@ fn pool_in_process() -> Vec<u64> {
 /// process (`fondo::spawn`) makes a pool and maps over it.
 #[test]
 fn test_pool_in_process() {
+    let _wd = Watchdog::arm("pool in process", TEST_LIMIT);
     let mut child = fondo::spawn(pool_in_process, ()).expect("spawn");
     let got = child.join_timeout(RESULT_LIMIT).expect("the child's value");
     assert_eq!(got, [1, 4, 9, 16, 25, 36, 49]);
@@ -903,6 +912,7 @@ fn test_broken_process_pool_traceback() {
 /// code 99.
 #[test]
 fn test_traceback_when_child_process_terminates_abruptly() {
+    let _wd = Watchdog::arm("exit 99", TEST_LIMIT);
     let pool = TerminateOnPanic(Pool::processes(1).expect("pool"));
     let r = pool.apply_async(detonate, (Kind::Exit(99),));
     let e = must_get(&r, "exit 99").expect_err("the task ended its worker");
@@ -943,6 +953,7 @@ fn id_of(obj: EventfulGcObj) -> usize {
 /// in the worker once the task is done.
 #[test]
 fn test_ressources_gced_in_workers() {
+    let _wd = Watchdog::arm("gced in workers", TEST_LIMIT);
     let pool = TerminateOnPanic(Pool::processes(2).expect("pool"));
     let dir = TempDir::new("gced");
     let obj = EventfulGcObj {
@@ -1171,6 +1182,7 @@ fn helper_replacement_cannot_start() {
     if !is_helper(HELPER_ENV, "helper_replacement_cannot_start") {
         return;
     }
+    let _wd = Watchdog::arm("helper_replacement_cannot_start", HELPER_LIMIT);
     let pool = Pool::builder()
         .workers(1)
         .max_tasks_per_child(1)
@@ -1200,9 +1212,10 @@ fn helper_replacement_cannot_start() {
 /// slot after a few attempts) instead of waiting forever.
 #[test]
 fn test_failed_worker_replacement_fails_the_queued_tasks() {
-    let out = helper_command(HELPER_ENV, "helper_replacement_cannot_start")
-        .output()
-        .expect("run the helper");
+    let out = output_within(
+        helper_command(HELPER_ENV, "helper_replacement_cannot_start"),
+        HELPER_LIMIT,
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -1387,6 +1400,7 @@ fn submit_then_end(close_first: bool) {
 #[test]
 fn helper_interpreter_shutdown() {
     if is_helper(HELPER_ENV, "helper_interpreter_shutdown") {
+        let _wd = Watchdog::arm("helper_interpreter_shutdown", HELPER_LIMIT);
         submit_then_end(false);
     }
 }
@@ -1394,6 +1408,7 @@ fn helper_interpreter_shutdown() {
 #[test]
 fn helper_shutdown_no_wait_at_exit() {
     if is_helper(HELPER_ENV, "helper_shutdown_no_wait_at_exit") {
+        let _wd = Watchdog::arm("helper_shutdown_no_wait_at_exit", HELPER_LIMIT);
         submit_then_end(true);
     }
 }
@@ -1407,22 +1422,13 @@ fn test_interpreter_shutdown() {
         "helper_interpreter_shutdown",
         "helper_shutdown_no_wait_at_exit",
     ] {
-        let mut child = helper_command(HELPER_ENV, helper)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("run the helper");
-        let stdout = child.stdout.take().expect("piped");
-        let lines: Vec<String> = BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .collect();
-        let status = child.wait().expect("wait");
-        assert!(status.success(), "{helper}: {status:?} {lines:?}");
+        let out = output_within(helper_command(HELPER_ENV, helper), HELPER_LIMIT);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{helper}: {:?} {stdout}", out.status);
         assert_eq!(
-            lines.iter().filter(|l| l.as_str() == "apple").count(),
+            stdout.lines().filter(|l| *l == "apple").count(),
             1,
-            "{helper}: {lines:?}"
+            "{helper}: {stdout}"
         );
     }
 }
@@ -1751,6 +1757,7 @@ fn test_map_submits_without_iteration() {
 /// `cpu_count()`, Python: min(32, cpus + 4)).
 #[test]
 fn test_default_workers() {
+    let _wd = Watchdog::arm("default workers", TEST_LIMIT);
     let pool = Pool::builder().threads().expect("pool");
     assert_eq!(pool.workers(), fondo::cpu_count());
 }

@@ -282,3 +282,53 @@ pub fn kill_child_of(parent: u32, pid: u32) {
         let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
     }
 }
+
+/// Runs `cmd` to completion with its output captured, like `Command::output`, but
+/// kills it and fails the test if it has not ended within `limit`.
+pub fn output_within(mut cmd: Command, limit: Duration) -> std::process::Output {
+    use std::io::Read;
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the helper");
+    let mut pipes = [
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    ];
+    let readers: Vec<_> = pipes
+        .iter_mut()
+        .map(|p| {
+            let mut pipe = p.take().expect("piped");
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let _ = pipe.read_to_end(&mut buf);
+                buf
+            })
+        })
+        .collect();
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the helper") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the helper {cmd:?} did not end within {limit:?}: hang");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let mut out = readers.into_iter().map(|r| r.join().unwrap_or_default());
+    std::process::Output {
+        status,
+        stdout: out.next().unwrap_or_default(),
+        stderr: out.next().unwrap_or_default(),
+    }
+}
