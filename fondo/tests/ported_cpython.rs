@@ -157,11 +157,10 @@ fn mark(path: &str) {
 /// Python's `exception_throwing_generator(total, when)`: yields 0..total but panics
 /// (Python raises `SayWhenError`) when it reaches `when`, at once for -1.
 fn exception_throwing_generator(total: u64, when: i64) -> impl Iterator<Item = u64> {
-    (0..total).map(move |i| {
+    (0..total).inspect(move |&i| {
         if when == -1 || i as i64 == when {
             panic!("Somebody said when");
         }
-        i
     })
 }
 
@@ -1391,7 +1390,8 @@ fn sleep_and_print(ms: u64, msg: String) -> u64 {
 /// with (`close_first`) or without closing the pool first.
 fn submit_then_end(close_first: bool) {
     let pool = Pool::processes(5).expect("pool");
-    let _ = pool.apply_async(sleep_and_print, (1000, "apple".to_string()));
+    // The result is dropped unread: the pool still runs the task before it goes.
+    drop(pool.apply_async(sleep_and_print, (1000, "apple".to_string())));
     if close_first {
         pool.close();
     }
