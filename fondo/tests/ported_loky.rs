@@ -820,3 +820,179 @@ fn tasks_see_what_the_initializer_set_on_every_worker() {
     let plain = TerminateOnPanic(Pool::processes(2).expect("start a pool"));
     assert_eq!(plain.apply(test_initializer, (0,)).ok(), Some(0));
 }
+
+// ---------------------------------------------------------------------------
+// tests/_test_process_executor.py (loky's executor suite, shared by its
+// test_process_executor_*.py files): the cases beyond CPython's
+// ---------------------------------------------------------------------------
+
+fn id_bomb(b: Bomb) -> u64 {
+    b.value
+}
+
+/// loky `ExecutorShutdownTest.test_shutdown_with_pickle_error`: five times, a pool
+/// of 4 gets a task whose argument fails to serialise: `Serialization`, and the
+/// pool's shutdown (drop) returns. (`test_shutdown_with_sys_exit_at_pickle`, the
+/// same with `sys.exit` — a panic in Rust — is the matrix's `arg_serialize_panic`.)
+#[test]
+fn shutdown_after_an_argument_failed_to_serialise() {
+    for _ in 0..5 {
+        let _wd = Watchdog::arm("shutdown with pickle error", TEST_LIMIT);
+        let pool = Pool::processes(4).expect("start a pool");
+        let f = pool.apply_async(id_bomb, (Bomb::armed(1, Stage::Serialize, Kind::Error),));
+        assert!(matches!(
+            must_get(&f, "bad argument"),
+            Err(Error::Serialization {
+                what: "arguments",
+                ..
+            })
+        ));
+        drop(pool);
+    }
+}
+
+/// Waits on `gate`, then segfaults (loky's `_wait_and_crash`).
+fn wait_and_crash(gate: String) -> u32 {
+    common::gated(gate, 0);
+    detonate(Kind::Segfault);
+    0
+}
+
+fn sleep_and_return(ms: u64, x: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    x
+}
+
+/// loky `ExecutorShutdownTest.test_processes_crash_handling_after_executor_gc`: five
+/// quick tasks and one that will crash once an event is set; the pool is dropped
+/// (loky: garbage collected) meanwhile. The quick results come; once the event is
+/// set the crash is `WorkerDied` from SIGSEGV; the drop then returns and no worker
+/// is left.
+#[test]
+fn a_crash_after_the_pool_was_dropped() {
+    let _wd = Watchdog::arm("crash after drop", TEST_LIMIT);
+    let pool = Pool::processes(5).expect("start a pool");
+    let pids = settled_pids(&pool, RESULT_LIMIT);
+    let results = pool.starmap_async(sleep_and_return, (0..5).map(|i| (10, i)));
+    let gate = common::Gate::new();
+    let crash = pool.apply_async(wait_and_crash, (gate.arg(),));
+    let dropper = std::thread::spawn(move || drop(pool));
+    assert_eq!(
+        must_get(&results, "quick results").ok(),
+        Some((0..5).collect::<Vec<u64>>())
+    );
+    gate.open();
+    assert!(matches!(
+        must_get(&crash, "crash"),
+        Err(Error::WorkerDied {
+            cause: ExitCause::Signal(11),
+            ..
+        })
+    ));
+    dropper.join().expect("drop");
+    for pid in pids {
+        assert!(
+            eventually(RESULT_LIMIT, || !common::alive(pid)),
+            "worker {pid} left"
+        );
+    }
+}
+
+/// loky's `return_inputs`, for a chain link.
+fn return_inputs(name: String, count: u32) -> (String, u32) {
+    (name, count)
+}
+
+/// Records a link of a chain and submits the next one from the callback.
+fn collect_and_submit_next(
+    pool: std::sync::Weak<TerminateOnPanic<Processes>>,
+    collected: Arc<std::sync::Mutex<Vec<(String, u32)>>>,
+    r: &fondo::Result<(String, u32)>,
+) {
+    let Ok((name, count)) = r else { return };
+    collected.lock().unwrap().push((name.clone(), *count));
+    if *count > 0
+        && let Some(p) = pool.upgrade()
+    {
+        let (weak, c) = (pool.clone(), collected.clone());
+        drop(
+            p.apply_async(return_inputs, (name.clone(), count - 1))
+                .on_done(move |r| collect_and_submit_next(weak, c, r)),
+        );
+    }
+}
+
+/// loky `ExecutorTest.test_submit_from_callback`: three chains (100, 50 and 60
+/// links) where each task's callback submits the next: every chain runs to 0.
+#[test]
+fn callbacks_submitting_chains_of_tasks() {
+    let _wd = Watchdog::arm("callback chains", TEST_LIMIT);
+    let pool = Arc::new(TerminateOnPanic(Pool::processes(2).expect("start a pool")));
+    let collected = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let chains = [("chain a", 100u32), ("chain b", 50), ("chain c", 60)];
+    let firsts: Vec<_> = chains
+        .iter()
+        .map(|&(name, n)| {
+            let (weak, c) = (Arc::downgrade(&pool), collected.clone());
+            pool.apply_async(return_inputs, (name.to_string(), n))
+                .on_done(move |r| collect_and_submit_next(weak, c, r))
+        })
+        .collect();
+    for (f, &(name, n)) in firsts.iter().zip(&chains) {
+        assert_eq!(must_get(f, "first link").ok(), Some((name.to_string(), n)));
+    }
+    let complete = || {
+        let got = collected.lock().unwrap();
+        chains.iter().all(|&(name, n)| {
+            let links: Vec<u32> = got.iter().filter(|(c, _)| c == name).map(|l| l.1).collect();
+            links == (0..=n).rev().collect::<Vec<_>>()
+        })
+    };
+    assert!(
+        eventually(RESULT_LIMIT, complete),
+        "callback submit chains stalled at: {:?}",
+        collected.lock().unwrap().len()
+    );
+}
+
+/// Makes a pool of its own whose one worker records its PID in `dir` and sleeps
+/// for a minute (loky's `_test_shutdown_and_kill_workers` at depth 2).
+fn nested_long_task(dir: String) -> u64 {
+    let pool = Pool::processes(1).expect("a pool inside a worker");
+    pool.apply(record_pid_then_sleep, (dir,))
+        .expect("inner task")
+}
+
+fn record_pid_then_sleep(dir: String) -> u64 {
+    let path = std::path::Path::new(&dir).join(std::process::id().to_string());
+    std::fs::File::create(path).expect("record pid");
+    std::thread::sleep(Duration::from_secs(60));
+    0
+}
+
+/// loky `ExecutorShutdownTest.test_shutdown_and_kill_workers`: a task runs a pool
+/// of its own whose worker runs a long task; the outer pool is shut down with its
+/// workers killed (`terminate`): quickly, the outer task is `Terminated`, and the
+/// grandchild worker does not survive its parent.
+#[test]
+fn terminate_kills_nested_pools_too() {
+    let _wd = Watchdog::arm("terminate nested", TEST_LIMIT);
+    let pool = Pool::processes(2).expect("start a pool");
+    let dir = TempDir::new("nested-kill");
+    let f = pool.apply_async(nested_long_task, (dir.file(""),));
+    assert!(
+        eventually(RESULT_LIMIT, || dir.names().len() == 1),
+        "the grandchild started"
+    );
+    let grandchild: u32 = dir.names()[0].parse().expect("pid");
+    pool.terminate();
+    assert!(matches!(
+        f.get_timeout(Duration::ZERO),
+        Err(Error::Terminated)
+    ));
+    drop(pool);
+    assert!(
+        eventually(RESULT_LIMIT, || !common::alive(grandchild)),
+        "the grandchild worker {grandchild} outlived the killed pool"
+    );
+}
