@@ -221,6 +221,29 @@ on_both! {
     }
 }
 
+/// _TestPool.test_map_unplicklable (issue #19425): a `map` whose ten arguments all
+/// fail to serialise is an error, not a hang (threads serialise nothing).
+#[test]
+fn test_map_unplicklable() {
+    let _wd = Watchdog::arm("map unpicklable", TEST_LIMIT);
+    let pool = TerminateOnPanic(Pool::processes(4).expect("pool"));
+    let r = pool.map(
+        id_bomb,
+        (0..10).map(|i| Bomb::armed(i, Stage::Serialize, Kind::Error)),
+    );
+    assert!(
+        matches!(
+            r,
+            Err(Error::Serialization {
+                what: "arguments",
+                ..
+            })
+        ),
+        "{r:?}"
+    );
+    assert_eq!(pool.map(sqr, 0..3).ok(), Some(vec![0, 1, 4]));
+}
+
 // _TestPool.test_map_chunksize: map_async over nothing, chunks of 1, does not stall.
 on_both! {
     fn test_map_chunksize(pool = Pool::builder().workers(4).chunksize(1), _which) {
