@@ -21,7 +21,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{alive, eventually, proc_stat};
+use common::{Gate, TempDir, alive, eventually, gated, proc_stat};
 
 use fondo::{Error, ExitCause, Payload, Pool, Result};
 use serde::{Deserialize, Serialize};
@@ -33,81 +33,8 @@ const HANG_GUARD: Duration = Duration::from_secs(60);
 const GONE_GUARD: Duration = Duration::from_secs(5);
 
 // ---------------------------------------------------------------------------
-// Helpers: temporary directories, file gates, /proc
+// Helpers: /proc
 // ---------------------------------------------------------------------------
-
-/// A directory removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::SeqCst);
-        TempDir::at(std::env::temp_dir().join(format!("fondo-pp-{}-{tag}-{n}", std::process::id())))
-    }
-
-    fn at(path: PathBuf) -> TempDir {
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("create temp dir");
-        TempDir(path)
-    }
-
-    /// A path inside the directory, as a `String` a task can take as its argument.
-    fn file(&self, name: &str) -> String {
-        self.0.join(name).to_string_lossy().into_owned()
-    }
-
-    /// The names of the files in the directory.
-    fn names(&self) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(&self.0)
-            .expect("read temp dir")
-            .map(|e| {
-                e.expect("dir entry")
-                    .file_name()
-                    .to_string_lossy()
-                    .into_owned()
-            })
-            .collect();
-        names.sort();
-        names
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A latch in the file system: tasks in worker processes wait until the test opens
-/// it. Opened on drop too, so a failing assertion never leaves a worker blocked
-/// (and the pool's drop waiting on it forever).
-struct Gate {
-    dir: TempDir,
-}
-
-impl Gate {
-    fn new() -> Gate {
-        Gate {
-            dir: TempDir::new("gate"),
-        }
-    }
-
-    /// The argument to pass to [`gated`].
-    fn arg(&self) -> String {
-        self.dir.file("open")
-    }
-
-    fn open(&self) {
-        std::fs::File::create(self.arg()).expect("open the gate");
-    }
-}
-
-impl Drop for Gate {
-    fn drop(&mut self) {
-        self.open();
-    }
-}
 
 /// True while `pid` is a child of this process not yet reaped (running or zombie).
 fn is_our_child(pid: u32) -> bool {
@@ -162,16 +89,6 @@ fn exe_path() -> String {
 fn sleep_ms(ms: u64) -> u64 {
     thread::sleep(Duration::from_millis(ms));
     ms
-}
-
-/// Waits until the gate file exists (or its directory is gone: the test ended).
-fn gated(gate: String, value: u32) -> u32 {
-    let gate = Path::new(&gate);
-    let dir = gate.parent().map(Path::to_path_buf).unwrap_or_default();
-    while !gate.exists() && dir.exists() {
-        thread::sleep(Duration::from_millis(2));
-    }
-    value
 }
 
 /// Creates `path`, then sleeps: tells the test the task has started.
@@ -1383,18 +1300,7 @@ const HELPER_ENV: &str = "FONDO_PROCESS_POOL_HELPER";
 
 /// Runs this test binary again with only `helper` selected and acting.
 fn helper_command(helper: &str) -> Command {
-    let mut cmd = Command::new(std::env::current_exe().expect("current exe"));
-    // --quiet: the harness prints no "test name ... " in front of the helper's output.
-    cmd.args([
-        helper,
-        "--exact",
-        "--nocapture",
-        "--quiet",
-        "--test-threads=1",
-    ])
-    .env(HELPER_ENV, helper)
-    .stdin(Stdio::null());
-    cmd
+    common::helper_command(HELPER_ENV, helper)
 }
 
 fn shout(i: u32) -> u32 {

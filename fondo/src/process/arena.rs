@@ -70,7 +70,7 @@ impl Arena {
     }
 
     /// The memfd, to hand to workers.
-    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+    pub(crate) fn fd(&self) -> Result<BorrowedFd<'_>> {
         self.region.fd()
     }
 
@@ -265,7 +265,7 @@ mod tests {
         push_item(&mut buf, &vec![3u8; 2 * LANE_MIN]).expect("encode");
         let frozen = ArgBytes::from(buf);
         let (slot, len) = frozen.in_arena().expect("in the arena");
-        let fd = arena.fd().try_clone_to_owned().expect("dup");
+        let fd = arena.fd().expect("open").try_clone_to_owned().expect("dup");
         let worker = Arena::open(fd, arena.slots(), 4 << 20).expect("open");
         // SAFETY: the test is the only user: nobody writes the slot meanwhile.
         let seen = unsafe { worker.read(slot, len) }.expect("read");

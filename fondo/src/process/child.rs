@@ -159,7 +159,7 @@ fn await_answer<R: DeserializeOwned>(
             return Ok(Some(read_outcome::<R>(w)));
         }
         let exited = w.child.try_wait()?.is_some();
-        match w.reader.fill(&w.sock)? {
+        match w.reader.fill(&*w.sock)? {
             Fill::Eof => return Ok(None),
             Fill::Read(n) if n > 0 => continue,
             Fill::Read(_) if exited => return Ok(None),

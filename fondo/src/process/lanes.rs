@@ -59,8 +59,13 @@ impl Lanes {
     }
 
     /// The memfd, to hand to the worker.
-    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+    pub(crate) fn fd(&self) -> Result<BorrowedFd<'_>> {
         self.region.fd()
+    }
+
+    /// Closes the memfd once the worker has its own copy (see `Region::close_fd`).
+    pub(crate) fn close_fd(&mut self) {
+        self.region.close_fd();
     }
 
     /// Where lane `lane` starts, checking that `len` bytes fit it.
@@ -232,7 +237,11 @@ mod tests {
     #[test]
     fn the_four_lanes_are_apart_and_seen_by_both_mappings() {
         let parent = Lanes::create(1 << 16).expect("create");
-        let fd = parent.fd().try_clone_to_owned().expect("dup");
+        let fd = parent
+            .fd()
+            .expect("open")
+            .try_clone_to_owned()
+            .expect("dup");
         let worker = Lanes::open(fd, 1 << 16).expect("open");
         let ways = [Way::Down, Way::Up];
         // SAFETY: single-threaded test: nobody else touches the lanes.
@@ -264,14 +273,18 @@ mod tests {
             assert!(lanes.read(Way::Down, 7, 1).is_err());
             assert!(lanes.up_lane(LANES).is_err());
         }
-        let fd = lanes.fd().try_clone_to_owned().expect("dup");
+        let fd = lanes.fd().expect("open").try_clone_to_owned().expect("dup");
         assert!(Lanes::open(fd, 8192).is_err(), "size mismatch refused");
     }
 
     #[test]
     fn an_answer_encoded_into_an_up_lane_is_found_by_the_parent() {
         let parent = Lanes::create(4 * LANE_MIN).expect("create");
-        let fd = parent.fd().try_clone_to_owned().expect("dup");
+        let fd = parent
+            .fd()
+            .expect("open")
+            .try_clone_to_owned()
+            .expect("dup");
         let worker = Lanes::open(fd, 4 * LANE_MIN).expect("open");
         // SAFETY: single-threaded test: the lane is free.
         let lane = unsafe { worker.up_lane(1) }.expect("lane");

@@ -47,7 +47,8 @@ const _: () = assert!(std::mem::size_of::<Cells>() <= MAP_LEN);
 /// One side's view of a worker's progress page.
 pub(crate) struct Progress {
     cells: NonNull<Cells>,
-    fd: OwnedFd,
+    /// The memfd, until the worker has its own copy (the mapping needs none).
+    fd: Option<OwnedFd>,
 }
 
 // SAFETY: `Cells` holds only atomics, which are safe to use from any thread; the
@@ -90,7 +91,10 @@ impl Progress {
         };
         let cells = NonNull::new(ptr.cast::<Cells>())
             .ok_or_else(|| crate::Error::Protocol("mmap returned null".into()))?;
-        Ok(Progress { cells, fd })
+        Ok(Progress {
+            cells,
+            fd: Some(fd),
+        })
     }
 
     fn cells(&self) -> &Cells {
@@ -100,8 +104,16 @@ impl Progress {
     }
 
     /// The memfd, to hand to the worker.
-    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
+    pub(crate) fn fd(&self) -> Result<BorrowedFd<'_>> {
+        self.fd
+            .as_ref()
+            .map(AsFd::as_fd)
+            .ok_or_else(|| crate::Error::Spawn("the progress page's descriptor is closed".into()))
+    }
+
+    /// Closes the memfd once the worker has its own copy.
+    pub(crate) fn close_fd(&mut self) {
+        self.fd = None;
     }
 
     /// Worker: a task is starting.

@@ -10,7 +10,9 @@ use std::ptr::NonNull;
 pub(crate) struct Region {
     base: NonNull<u8>,
     len: usize,
-    fd: OwnedFd,
+    /// The memfd, until the region has been handed to the worker (the mapping
+    /// needs no descriptor: a pool of many workers must not run out of them).
+    fd: Option<OwnedFd>,
 }
 
 // SAFETY: `Region` is a pointer to a shared mapping that lives as long as the value;
@@ -60,12 +62,24 @@ impl Region {
         };
         let base = NonNull::new(ptr.cast::<u8>())
             .ok_or_else(|| Error::Protocol("mmap returned null".into()))?;
-        Ok(Region { base, len, fd })
+        Ok(Region {
+            base,
+            len,
+            fd: Some(fd),
+        })
     }
 
-    /// The memfd, to hand to a worker.
-    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
+    /// The memfd, to hand to a worker; an error once it was closed.
+    pub(crate) fn fd(&self) -> Result<BorrowedFd<'_>> {
+        self.fd
+            .as_ref()
+            .map(AsFd::as_fd)
+            .ok_or_else(|| Error::Spawn("a shared region's descriptor is closed".into()))
+    }
+
+    /// Closes the memfd, once the worker has its own: the mapping stays.
+    pub(crate) fn close_fd(&mut self) {
+        self.fd = None;
     }
 
     /// The bytes `at .. at + len`, checked to lie inside the mapping.
@@ -125,13 +139,24 @@ impl Region {
     /// Gives the memory behind `at .. at + len` back to the system; it reads as
     /// zeros after. Only for bytes nobody is using.
     pub(crate) fn release(&self, at: usize, len: usize) {
-        use rustix::fs::{FallocateFlags, fallocate};
-        if self.range(at, len).is_ok() {
-            let _ = fallocate(
-                &self.fd,
-                FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE,
-                at as u64,
-                len as u64,
+        // Whole pages only: MADV_REMOVE punches a hole in the memfd behind them, as
+        // fallocate would, without needing its descriptor.
+        let page = rustix::param::page_size();
+        let Some(end) = at.checked_add(len).filter(|&end| end <= self.len) else {
+            return;
+        };
+        let (first, last) = (at.next_multiple_of(page), end / page * page);
+        if first >= last {
+            return;
+        }
+        // SAFETY: `first..last` lies inside our mapping (checked above, and the
+        // mapping starts on a page); MADV_REMOVE only drops the pages' contents,
+        // which nobody is using by the caller's contract: they read as zeros after.
+        unsafe {
+            let _ = rustix::mm::madvise(
+                self.base.as_ptr().add(first).cast(),
+                last - first,
+                rustix::mm::Advice::LinuxRemove,
             );
         }
     }
@@ -162,7 +187,11 @@ mod tests {
     #[test]
     fn bytes_written_by_one_mapping_are_read_by_another() {
         let parent = Region::create("test", 1 << 20).expect("create");
-        let fd = parent.fd().try_clone_to_owned().expect("dup");
+        let fd = parent
+            .fd()
+            .expect("open")
+            .try_clone_to_owned()
+            .expect("dup");
         let worker = Region::open(fd, 1 << 20).expect("open");
         let body: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
         // SAFETY: single-threaded test: nobody else touches the region.
@@ -187,7 +216,11 @@ mod tests {
             assert!(region.read(usize::MAX, 2).is_err(), "no overflow");
             assert!(region.write_window(4096, 1).is_err());
         }
-        let fd = region.fd().try_clone_to_owned().expect("dup");
+        let fd = region
+            .fd()
+            .expect("open")
+            .try_clone_to_owned()
+            .expect("dup");
         assert!(Region::open(fd, 8192).is_err(), "size mismatch refused");
         assert!(Region::create("test", 0).is_err());
     }

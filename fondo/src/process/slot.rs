@@ -491,7 +491,7 @@ impl Slot {
 
     /// Makes `w` the slot's worker, reachable by submitters and helpers.
     fn install(&self, w: &mut WorkerProcess, max_frame: usize) -> Result<()> {
-        let sock = Arc::new(w.sock.try_clone()?);
+        let sock = w.sock.clone();
         *self.lock_reading() = Some(Reading {
             sock: sock.clone(),
             // Bytes the handshake read past `Hello` stay with the reader.
@@ -643,7 +643,7 @@ impl Slot {
             flags |= PollFlags::OUT;
         }
         let mut fds = vec![
-            PollFd::new(&w.sock, flags),
+            PollFd::new(&*w.sock, flags),
             PollFd::new(&self.wake, PollFlags::IN),
         ];
         if let Some(pidfd) = &w.pidfd {

@@ -27,7 +27,8 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(20);
 pub(crate) struct WorkerProcess {
     pub(crate) child: Child,
     pub(crate) pid: u32,
-    pub(crate) sock: UnixStream,
+    /// Shared with the slot's submitters and readers: one descriptor per worker.
+    pub(crate) sock: std::sync::Arc<UnixStream>,
     pub(crate) progress: std::sync::Arc<Progress>,
     /// Shared memory for big bodies, both ways; `None` where it could not be mapped
     /// (an address-space limit, say): bodies then all go through the socket.
@@ -83,19 +84,31 @@ pub(crate) fn start_worker(
     super::worker::keep_linked();
     super::trust::may_start_workers(super::trust::launch())?;
     let (ours, theirs) = UnixStream::pair()?;
-    let progress = Progress::create()?;
+    let mut progress = Progress::create()?;
     progress.set_timed(timed);
-    let lanes = Lanes::create(max_frame).ok();
+    let mut lanes = Lanes::create(max_frame).ok();
     let inherited = [
         theirs.as_raw_fd(),
-        progress.fd().as_raw_fd(),
-        lanes.as_ref().map_or(-1, |l| l.fd().as_raw_fd()),
-        arena.map_or(-1, |a| a.fd().as_raw_fd()),
+        progress.fd()?.as_raw_fd(),
+        match &lanes {
+            Some(l) => l.fd()?.as_raw_fd(),
+            None => -1,
+        },
+        match arena {
+            Some(a) => a.fd()?.as_raw_fd(),
+            None => -1,
+        },
     ];
     let arena_slots = arena.map_or(0, Arena::slots);
     let command = worker_command(inherited, arena_slots, max_frame);
     let child = spawn_on_keeper(command, inherited)?;
+    // The worker has its own copies now; a pool of many workers must not keep two
+    // descriptors per worker it no longer needs.
     drop(theirs);
+    progress.close_fd();
+    if let Some(l) = lanes.as_mut() {
+        l.close_fd();
+    }
     ours.set_nonblocking(true)?;
     let pid = child.id();
     let pidfd = rustix::process::Pid::from_raw(pid as i32)
@@ -104,7 +117,7 @@ pub(crate) fn start_worker(
         pidfd,
         child,
         pid,
-        sock: ours,
+        sock: std::sync::Arc::new(ours),
         progress: std::sync::Arc::new(progress),
         lanes: lanes.map(std::sync::Arc::new),
         arena: false,
@@ -240,8 +253,8 @@ fn handshake(w: &mut WorkerProcess, options: &WorkerOptions) -> Result<()> {
                 w.pid
             )));
         }
-        wait_readable(&w.sock, left)?;
-        if w.reader.fill(&w.sock)? == Fill::Eof {
+        wait_readable(&*w.sock, left)?;
+        if w.reader.fill(&*w.sock)? == Fill::Eof {
             let status = w.child.wait()?;
             return Err(Error::Spawn(format!(
                 "worker {} exited before the handshake ({status})",
@@ -306,7 +319,7 @@ fn wait_readable(fd: impl AsFd, timeout: Duration) -> Result<()> {
 /// (where pidfds exist; else it looks again within 10 ms), or `timeout` passes.
 pub(crate) fn wait_for_worker(w: &WorkerProcess, timeout: Duration) -> Result<()> {
     use rustix::event::{PollFd, PollFlags, poll};
-    let mut fds = vec![PollFd::new(&w.sock, PollFlags::IN)];
+    let mut fds = vec![PollFd::new(&*w.sock, PollFlags::IN)];
     let timeout = match &w.pidfd {
         Some(pidfd) => {
             fds.push(PollFd::new(pidfd, PollFlags::IN));

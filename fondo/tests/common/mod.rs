@@ -4,9 +4,12 @@
 //! `dead_code` allowance.
 #![allow(dead_code)]
 
+pub mod crash;
+
+use std::path::Path;
 use std::path::PathBuf;
-use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, Instant};
 
@@ -263,4 +266,231 @@ pub fn become_subreaper() {
         rustix::process::set_child_subreaper(Some(rustix::process::getpid()))
             .expect("PR_SET_CHILD_SUBREAPER");
     });
+}
+
+/// A one-shot [`Watchdog`]: aborts the test binary with a message naming `what` unless dropped within
+/// `limit`: for blocking calls that have no timeout of their own (`map`, `imap`,
+/// dropping a pool). Written straight to fd 2, past the harness's capture.
+#[must_use = "the watchdog is disarmed when dropped"]
+pub struct Deadline {
+    disarm: Option<std::sync::mpsc::Sender<()>>,
+}
+
+impl Deadline {
+    pub fn arm(what: &str, limit: Duration) -> Deadline {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let what = what.to_owned();
+        std::thread::spawn(move || {
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(limit) {
+                let msg = format!(
+                    "\nWATCHDOG: {what} did not finish within {limit:?}: hang. Aborting.\n"
+                );
+                let _ = std::io::Write::write_all(&mut std::io::stderr(), msg.as_bytes());
+                std::process::abort();
+            }
+        });
+        Deadline { disarm: Some(tx) }
+    }
+}
+
+impl Drop for Deadline {
+    fn drop(&mut self) {
+        if let Some(tx) = self.disarm.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// A pool that is terminated, not joined, when a failing test unwinds through it:
+/// a test that found a hang fails at once instead of hanging in the pool's drop
+/// (close + join), which would wait for the stuck task.
+pub struct TerminateOnPanic<B: fondo::Backend>(pub fondo::Pool<B>);
+
+impl<B: fondo::Backend> std::ops::Deref for TerminateOnPanic<B> {
+    type Target = fondo::Pool<B>;
+    fn deref(&self) -> &fondo::Pool<B> {
+        &self.0
+    }
+}
+
+impl<B: fondo::Backend> Drop for TerminateOnPanic<B> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.terminate();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The file system as a meeting point with worker processes
+// ---------------------------------------------------------------------------
+
+/// A directory removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        TempDir::at(std::env::temp_dir().join(format!("fondo-pp-{}-{tag}-{n}", std::process::id())))
+    }
+
+    pub fn at(path: PathBuf) -> TempDir {
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        TempDir(path)
+    }
+
+    /// A path inside the directory, as a `String` a task can take as its argument.
+    pub fn file(&self, name: &str) -> String {
+        self.0.join(name).to_string_lossy().into_owned()
+    }
+
+    /// The names of the files in the directory.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(&self.0)
+            .expect("read temp dir")
+            .map(|e| {
+                e.expect("dir entry")
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A latch in the file system: tasks in worker processes wait in [`gated`] until the
+/// test opens it. Opened on drop too, so a failing assertion never leaves a worker
+/// blocked (and the pool's drop waiting on it forever).
+pub struct Gate {
+    dir: TempDir,
+}
+
+impl Gate {
+    pub fn new() -> Gate {
+        Gate {
+            dir: TempDir::new("gate"),
+        }
+    }
+
+    /// The argument to pass to [`gated`].
+    pub fn arg(&self) -> String {
+        self.dir.file("open")
+    }
+
+    pub fn open(&self) {
+        std::fs::File::create(self.arg()).expect("open the gate");
+    }
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        self.open();
+    }
+}
+
+/// A task: waits until the gate file exists (or its directory is gone: the test
+/// ended), then returns `value`.
+pub fn gated(gate: String, value: u32) -> u32 {
+    let gate = Path::new(&gate);
+    let dir = gate.parent().map(Path::to_path_buf).unwrap_or_default();
+    while !gate.exists() && dir.exists() {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    value
+}
+
+// ---------------------------------------------------------------------------
+// Whole programs: this test binary run again as a helper
+// ---------------------------------------------------------------------------
+
+/// Runs this test binary again with only the test `helper` selected, and `env` set
+/// to its name so that test acts (helper tests return at once unless [`is_helper`]).
+pub fn helper_command(env: &str, helper: &str) -> Command {
+    let mut cmd = Command::new(std::env::current_exe().expect("current exe"));
+    // --quiet: the harness prints no "test name ... " in front of the helper's output.
+    cmd.args([
+        helper,
+        "--exact",
+        "--nocapture",
+        "--quiet",
+        "--test-threads=1",
+    ])
+    .env(env, helper)
+    .stdin(Stdio::null());
+    cmd
+}
+
+/// True in the copy of the binary [`helper_command`] started for `helper`.
+pub fn is_helper(env: &str, helper: &str) -> bool {
+    std::env::var_os(env).is_some_and(|h| h == helper)
+}
+
+/// Sends SIGKILL to `pid` if it is still a child of `parent` (never to a stranger
+/// that inherited a recycled PID).
+pub fn kill_child_of(parent: u32, pid: u32) {
+    if proc_stat(pid).is_some_and(|p| p.ppid == parent && p.is_live())
+        && let Some(pid) = rustix::process::Pid::from_raw(pid as i32)
+    {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+    }
+}
+
+/// Runs `cmd` to completion with its output captured, like `Command::output`, but
+/// kills it and fails the test if it has not ended within `limit`.
+pub fn output_within(mut cmd: Command, limit: Duration) -> std::process::Output {
+    use std::io::Read;
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the helper");
+    let mut pipes = [
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    ];
+    let readers: Vec<_> = pipes
+        .iter_mut()
+        .map(|p| {
+            let mut pipe = p.take().expect("piped");
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let _ = pipe.read_to_end(&mut buf);
+                buf
+            })
+        })
+        .collect();
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the helper") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the helper {cmd:?} did not end within {limit:?}: hang");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let mut out = readers.into_iter().map(|r| r.join().unwrap_or_default());
+    std::process::Output {
+        status,
+        stdout: out.next().unwrap_or_default(),
+        stderr: out.next().unwrap_or_default(),
+    }
 }
