@@ -1,9 +1,10 @@
 //! `Imap`: the lazy iterator behind `imap` and `imap_unordered`, which pulls input
 //! only as results are consumed, so memory stays bounded on endless input.
 
+use crate::backend::{Backend, Batch, Runs};
 use crate::error::{Error, Result};
 use crate::help::{Help, Helping};
-use crate::pool::{Batch, Pool, Runs};
+use crate::pool::Pool;
 use crate::sink::{Abortable, Sink};
 use crate::task::Task;
 use std::collections::{BTreeMap, VecDeque};
@@ -20,7 +21,7 @@ pub(crate) enum Order {
 
 /// Lazy results of [`Pool::imap`] / [`Pool::imap_unordered`]: one `Result` per input
 /// item. At most a few chunks per worker are in flight at any time.
-pub struct Imap<'p, B: crate::pool::Backend, F, I: Iterator, R> {
+pub struct Imap<'p, B: Backend, F, I: Iterator, R> {
     pool: &'p Pool<B>,
     f: Arc<F>,
     input: Option<I>,
@@ -38,7 +39,7 @@ pub struct Imap<'p, B: crate::pool::Backend, F, I: Iterator, R> {
     input_panic: Option<Box<dyn std::any::Any + Send>>,
 }
 
-impl<B: crate::pool::Backend, F, I: Iterator, R> std::fmt::Debug for Imap<'_, B, F, I, R> {
+impl<B: Backend, F, I: Iterator, R> std::fmt::Debug for Imap<'_, B, F, I, R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Imap")
             .field("submitted", &self.submitted)

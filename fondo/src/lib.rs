@@ -108,6 +108,7 @@
 //! repository.
 #![warn(missing_docs, missing_debug_implementations)]
 
+mod backend;
 mod config;
 pub mod cpu;
 mod error;
@@ -127,20 +128,14 @@ mod task;
 pub mod thread;
 pub mod timer;
 
+pub use backend::{Backend, Runs};
 pub use config::Builder;
 pub use cpu::{CpuInfo, cpu_count, cpu_info};
 pub use error::{Error, ExitCause, Payload, Result, SerdeStep};
 pub use imap::Imap;
-pub use pool::{Backend, Pool};
+pub use pool::Pool;
 pub use process::{Child, Processes, spawn};
 pub use result::AsyncResult;
 pub use task::Task;
 pub use thread::Threads;
 pub use timer::{Timer, TimerGuard};
-
-#[doc(hidden)]
-pub use help::Help;
-#[doc(hidden)]
-pub use pool::{Batch, Runs, Shape};
-#[doc(hidden)]
-pub use sink::{Abortable, Sink};

@@ -1,5 +1,6 @@
 //! `Pool`: Python's `multiprocessing.Pool` methods, written once over any backend.
 
+use crate::backend::{Backend, Batch, Runs};
 use crate::config::Builder;
 use crate::error::{Error, Result};
 use crate::imap::{Imap, Order};
@@ -7,98 +8,6 @@ use crate::result::{AsyncResult, MapSink};
 use crate::sink::{Registry, Sink};
 use crate::task::Task;
 use std::sync::Arc;
-
-/// Where a pool's workers live: threads, processes or MPI ranks.
-///
-/// Sealed: the pool's methods are written once against this seam and each backend
-/// supplies how work reaches its workers.
-pub trait Backend: Send + Sync + Sized + 'static + sealed::Sealed {
-    /// The options the pool's methods need: worker count, chunk size, prefetch.
-    #[doc(hidden)]
-    fn shape(&self) -> Shape;
-    /// True while the pool takes new work (neither closed nor terminated).
-    #[doc(hidden)]
-    fn accepts_work(&self) -> bool {
-        true
-    }
-    /// Stop taking work; what is queued still runs.
-    #[doc(hidden)]
-    fn close(&self);
-    /// Wait until every queued task has finished and the workers are gone.
-    #[doc(hidden)]
-    fn join(&self);
-    /// Drop queued work and stop the workers now.
-    #[doc(hidden)]
-    fn terminate(&self);
-    /// What a thread waiting for a result can do meanwhile instead of a pool thread.
-    #[doc(hidden)]
-    fn helper(&self) -> Option<std::sync::Weak<dyn crate::help::Help>> {
-        None
-    }
-}
-
-/// What the backend-independent methods need to know of a pool's configuration.
-#[doc(hidden)]
-#[derive(Debug, Clone, Copy)]
-pub struct Shape {
-    /// How many workers the pool keeps.
-    pub workers: usize,
-    /// The chunk size the user asked for, if any.
-    pub chunksize: Option<usize>,
-    /// Chunks each worker may hold ahead of the one it runs.
-    pub prefetch: usize,
-}
-
-impl crate::config::Config {
-    /// The part of the configuration the pool's methods read.
-    pub(crate) fn shape(&self) -> Shape {
-        Shape {
-            workers: self.workers,
-            chunksize: self.chunksize,
-            prefetch: self.prefetch,
-        }
-    }
-}
-
-pub(crate) mod sealed {
-    pub trait Sealed {}
-}
-
-/// A run of consecutive tasks of one submission, headed for one worker.
-#[doc(hidden)]
-pub struct Batch<Args, R> {
-    /// The tasks' arguments.
-    pub(crate) items: Vec<Args>,
-    /// Index of the first task within its submission.
-    pub(crate) start: usize,
-    /// Where the outcomes go.
-    pub(crate) sink: Arc<dyn Sink<R>>,
-}
-
-impl<Args, R> std::fmt::Debug for Batch<Args, R> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Batch")
-            .field("start", &self.start)
-            .field("len", &self.items.len())
-            .finish()
-    }
-}
-
-impl<Args, R> Batch<Args, R> {
-    /// Fails every task of the batch.
-    pub(crate) fn fail(&self, error: &Error) {
-        self.sink.fail(self.start, self.items.len(), error);
-    }
-}
-
-/// A backend that can run `F` on `Args`: the bounds differ by backend (threads take
-/// any closure; processes need a zero-sized `fn` and serde data).
-#[doc(hidden)]
-pub trait Runs<F: Task<Args>, Args>: Backend {
-    /// Queues the batches. A backend that refuses them (closed or terminated pool)
-    /// fails their tasks with the reason: a submission never vanishes.
-    fn submit(&self, f: &Arc<F>, batches: Vec<Batch<Args, F::Output>>);
-}
 
 /// A pool of workers running tasks, like Python's `multiprocessing.Pool`.
 ///

@@ -31,7 +31,7 @@ type Callback<R> = Box<dyn FnOnce(&Result<R>) + Send>;
 /// ```
 #[must_use = "an AsyncResult does nothing unless read; drop it to ignore the outcome"]
 pub struct AsyncResult<R> {
-    slot: Arc<Slot<R>>,
+    slot: Arc<ResultCell<R>>,
 }
 
 impl<R> std::fmt::Debug for AsyncResult<R> {
@@ -44,8 +44,8 @@ impl<R> std::fmt::Debug for AsyncResult<R> {
 
 impl<R: Send + 'static> AsyncResult<R> {
     /// A result and the sink a backend completes it through.
-    pub(crate) fn pending() -> (Self, Arc<Slot<R>>) {
-        let slot = Arc::new(Slot::new());
+    pub(crate) fn pending() -> (Self, Arc<ResultCell<R>>) {
+        let slot = Arc::new(ResultCell::new());
         (AsyncResult { slot: slot.clone() }, slot)
     }
 
@@ -151,8 +151,7 @@ impl<R: Send + 'static> Future for AsyncResult<R> {
 }
 
 /// The shared cell behind an `AsyncResult`.
-#[doc(hidden)]
-pub struct Slot<R> {
+pub(crate) struct ResultCell<R> {
     state: Mutex<State<R>>,
     changed: Condvar,
     /// Threads blocked on `changed` (guarded by `state`): notify only when there are some.
@@ -199,9 +198,9 @@ impl<R> State<R> {
     }
 }
 
-impl<R> Slot<R> {
+impl<R> ResultCell<R> {
     fn new() -> Self {
-        Slot {
+        ResultCell {
             state: Mutex::new(State::Pending {
                 waker: None,
                 callbacks: Vec::new(),
@@ -343,7 +342,7 @@ fn run_callback<R>(cb: Callback<R>, result: &Result<R>) {
     }
 }
 
-impl<R: Send> Abortable for Slot<R> {
+impl<R: Send> Abortable for ResultCell<R> {
     fn abort(&self, error: Error) {
         self.complete(Err(error));
     }
@@ -352,7 +351,7 @@ impl<R: Send> Abortable for Slot<R> {
     }
 }
 
-impl<R: Send> Sink<R> for Slot<R> {
+impl<R: Send> Sink<R> for ResultCell<R> {
     fn put(&self, start: usize, results: Vec<Result<R>>) {
         if start == 0
             && let Some(r) = results.into_iter().next()
@@ -368,7 +367,7 @@ impl<R: Send> Sink<R> for Slot<R> {
 /// that one error are kept: `Option<R>` per task rather than a full `Result`.
 pub(crate) struct MapSink<R> {
     parts: Mutex<MapParts<R>>,
-    out: Arc<Slot<Vec<R>>>,
+    out: Arc<ResultCell<Vec<R>>>,
 }
 
 struct MapParts<R> {

@@ -73,9 +73,11 @@ mod proto;
 mod rank0;
 mod worker;
 
+use crate::backend::seam::{Submit, Workers};
+use crate::backend::{Backend, Batch};
 use crate::config::{Builder, Config};
 use crate::error::{Error, Result};
-use crate::pool::{Backend, Batch, Pool, Runs, sealed};
+use crate::pool::Pool;
 use crate::process::job::ProcJob;
 use crate::queue::JobQueue;
 use crate::task::Task;
@@ -271,12 +273,12 @@ fn mpi_thread(
     }
 }
 
-impl sealed::Sealed for Mpi {}
+impl Backend for Mpi {}
 
-impl Backend for Mpi {
-    fn shape(&self) -> crate::pool::Shape {
+impl Workers for Mpi {
+    fn shape(&self) -> crate::backend::Shape {
         // The worker count is the world's size less rank 0, not the builder's.
-        crate::pool::Shape {
+        crate::backend::Shape {
             workers: self.shared.workers,
             ..self.shared.config.shape()
         }
@@ -306,7 +308,7 @@ impl Backend for Mpi {
     }
 }
 
-impl<F, Args> Runs<F, Args> for Mpi
+impl<F, Args> Submit<F, Args> for Mpi
 where
     F: Task<Args> + Copy,
     Args: Serialize + DeserializeOwned + Send + 'static,

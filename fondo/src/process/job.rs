@@ -4,8 +4,8 @@
 use super::arena::{Arena, ArgBuf, ArgBytes};
 use super::item::{decode_outcome, encode_item};
 use super::wire::{Out, next_item};
+use crate::backend::Batch;
 use crate::error::{Error, Payload, Result};
-use crate::pool::Batch;
 use crate::sink::Sink;
 use crate::task::Task;
 use serde::Serialize;

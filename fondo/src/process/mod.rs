@@ -6,8 +6,10 @@ mod arena;
 mod child;
 mod code_range;
 pub(crate) mod entry;
+#[cfg(feature = "testing")]
 #[doc(hidden)]
 pub mod forge;
+#[cfg(any(test, feature = "testing"))]
 #[doc(hidden)]
 pub mod fuzz;
 mod heap;
@@ -26,9 +28,11 @@ pub(crate) mod worker;
 
 pub use child::{Child, spawn};
 
+use crate::backend::seam::{Submit, Workers};
+use crate::backend::{Backend, Batch};
 use crate::config::{Builder, Config};
 use crate::error::{Error, Result};
-use crate::pool::{Backend, Batch, Pool, Runs, sealed};
+use crate::pool::Pool;
 use crate::queue::JobQueue;
 use crate::task::Task;
 use job::ProcJob;
@@ -330,10 +334,10 @@ impl Builder {
 /// A submission's encoded jobs are queued in parts of at least this many bytes.
 const EARLY_PART_BYTES: usize = 1 << 20;
 
-impl sealed::Sealed for Processes {}
+impl Backend for Processes {}
 
-impl Backend for Processes {
-    fn shape(&self) -> crate::pool::Shape {
+impl Workers for Processes {
+    fn shape(&self) -> crate::backend::Shape {
         self.shared.config.shape()
     }
     fn accepts_work(&self) -> bool {
@@ -368,7 +372,7 @@ impl Backend for Processes {
     }
 }
 
-impl<F, Args> Runs<F, Args> for Processes
+impl<F, Args> Submit<F, Args> for Processes
 where
     F: Task<Args> + Copy,
     Args: Serialize + DeserializeOwned + Send + 'static,

@@ -1,8 +1,10 @@
 //! The thread backend: workers are threads of this process, tasks any closure.
 
+use crate::backend::seam::{Submit, Workers};
+use crate::backend::{Backend, Batch};
 use crate::config::{Builder, Config};
 use crate::error::{Error, Result};
-use crate::pool::{Backend, Batch, Pool, Runs, sealed};
+use crate::pool::Pool;
 use crate::queue::{JobQueue, Phase};
 use crate::task::Task;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -164,10 +166,10 @@ fn worker_loop(shared: Arc<Shared>) {
     }
 }
 
-impl sealed::Sealed for Threads {}
+impl Backend for Threads {}
 
-impl Backend for Threads {
-    fn shape(&self) -> crate::pool::Shape {
+impl Workers for Threads {
+    fn shape(&self) -> crate::backend::Shape {
         self.shared.config.shape()
     }
     fn accepts_work(&self) -> bool {
@@ -209,7 +211,7 @@ impl Backend for Threads {
     }
 }
 
-impl<F, Args> Runs<F, Args> for Threads
+impl<F, Args> Submit<F, Args> for Threads
 where
     F: Task<Args>,
     F::Output: Send + 'static,
