@@ -4,11 +4,12 @@
 use crate::backend::{Backend, Batch, Runs};
 use crate::error::{Error, Result};
 use crate::help::{Help, Helping};
+use crate::monitor::Monitor;
 use crate::pool::Pool;
 use crate::sink::{Abortable, Sink};
 use crate::task::Task;
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, MutexGuard, Weak};
 
 /// Which order `Imap` yields outcomes in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,14 +167,11 @@ where
 /// Results waiting to be yielded by an `Imap`.
 pub(crate) struct ImapSink<R> {
     order: Order,
-    state: Mutex<ImapState<R>>,
-    arrived: Condvar,
+    /// Published when an outcome arrives or the submission is aborted (`monitor.rs`).
+    state: Monitor<ImapState<R>>,
 }
 
 struct ImapState<R> {
-    /// Consumers blocked on `arrived`: notify only when there are some (a futex wake
-    /// is a syscall even with nobody waiting).
-    waiting: usize,
     by_index: BTreeMap<usize, Result<R>>,
     by_arrival: VecDeque<Result<R>>,
     aborted: Option<Error>,
@@ -183,18 +181,25 @@ impl<R> ImapSink<R> {
     fn new(order: Order) -> Self {
         ImapSink {
             order,
-            state: Mutex::new(ImapState {
-                waiting: 0,
+            state: Monitor::new(ImapState {
                 by_index: BTreeMap::new(),
                 by_arrival: VecDeque::new(),
                 aborted: None,
             }),
-            arrived: Condvar::new(),
         }
     }
 
     fn lock(&self) -> MutexGuard<'_, ImapState<R>> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        self.state.lock()
+    }
+
+    /// True when the outcome [`take`](Self::take) waits for is here (or never will be).
+    fn ready(&self, st: &ImapState<R>, index: usize) -> bool {
+        st.aborted.is_some()
+            || match self.order {
+                Order::Input => st.by_index.contains_key(&index),
+                Order::Completion => !st.by_arrival.is_empty(),
+            }
     }
 
     /// Waits for the outcome of task `index` (input order) or of any task
@@ -230,12 +235,7 @@ impl<R> ImapSink<R> {
             if let Some(h) = helping.take() {
                 h.stop_to_block();
             }
-            st.waiting += 1;
-            st = self
-                .arrived
-                .wait(st)
-                .unwrap_or_else(PoisonError::into_inner);
-            st.waiting -= 1;
+            st = self.state.park_until(st, None, |s| self.ready(s, index)).0;
         }
     }
 }
@@ -244,11 +244,7 @@ impl<R: Send> Abortable for ImapSink<R> {
     fn abort(&self, error: Error) {
         let mut st = self.lock();
         st.aborted.get_or_insert(error);
-        let waiting = st.waiting > 0;
-        drop(st);
-        if waiting {
-            self.arrived.notify_all();
-        }
+        self.state.publish(st);
     }
     fn is_complete(&self) -> bool {
         // The iterator decides when it is done; the registry only needs "not aborted yet".
@@ -266,10 +262,6 @@ impl<R: Send> Sink<R> for ImapSink<R> {
             Order::Input => st.by_index.extend((start..).zip(results)),
             Order::Completion => st.by_arrival.extend(results),
         }
-        let waiting = st.waiting > 0;
-        drop(st);
-        if waiting {
-            self.arrived.notify_all();
-        }
+        self.state.publish(st);
     }
 }

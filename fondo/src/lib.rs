@@ -115,6 +115,7 @@ mod error;
 mod help;
 mod imap;
 mod join;
+mod monitor;
 #[cfg(feature = "mpi")]
 pub mod mpi;
 mod panic;

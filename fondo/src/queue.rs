@@ -2,9 +2,10 @@
 //! life cycle, shared by the backends.
 
 use crate::error::Error;
+use crate::monitor::{Monitor, spin_until};
 use std::collections::VecDeque;
+use std::sync::MutexGuard;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 
 /// Where a pool is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,9 +36,8 @@ pub(crate) trait Refusable {
 
 /// A FIFO of jobs with the pool's phase, for workers that block waiting for work.
 pub(crate) struct JobQueue<J> {
-    state: Mutex<QueueState<J>>,
-    /// Signalled when a job arrives or the phase changes.
-    changed: Condvar,
+    /// Published when a job arrives or the phase changes (`monitor.rs`).
+    state: Monitor<QueueState<J>>,
     /// Mirrors `jobs.len()`, so idle workers can spin on it without the lock.
     queued: AtomicUsize,
 }
@@ -45,9 +45,6 @@ pub(crate) struct JobQueue<J> {
 struct QueueState<J> {
     jobs: VecDeque<J>,
     phase: Phase,
-    /// Workers blocked on `changed`: a job arriving wakes them only if there are
-    /// some (a futex wake is a syscall even with nobody waiting).
-    sleepers: usize,
     /// Submissions still queueing their jobs part by part (see [`Submission`]).
     submitting: usize,
     /// `close()` came while submissions were in progress: the phase turns `Closed`
@@ -72,15 +69,13 @@ impl<J> QueueState<J> {
 impl<J> Default for JobQueue<J> {
     fn default() -> Self {
         JobQueue {
-            state: Mutex::new(QueueState {
+            state: Monitor::new(QueueState {
                 jobs: VecDeque::new(),
                 phase: Phase::Open,
-                sleepers: 0,
                 submitting: 0,
                 close_requested: false,
                 broken: None,
             }),
-            changed: Condvar::new(),
             queued: AtomicUsize::new(0),
         }
     }
@@ -88,7 +83,7 @@ impl<J> Default for JobQueue<J> {
 
 impl<J> JobQueue<J> {
     fn lock(&self) -> MutexGuard<'_, QueueState<J>> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        self.state.lock()
     }
 
     /// Queues `jobs`; gives them back with `Closed`/`Terminated` if the pool takes no work.
@@ -157,7 +152,6 @@ impl<J> JobQueue<J> {
     /// within microseconds, and a wake-up costs ~20 µs); `None` once the pool is
     /// closed and drained, or terminated.
     pub(crate) fn pop_blocking(&self) -> Option<J> {
-        let mut spin = crate::spin::Spin::new();
         let mut st = self.lock();
         loop {
             if st.phase.is_stopped() {
@@ -171,17 +165,9 @@ impl<J> JobQueue<J> {
                 return None;
             }
             drop(st);
-            while self.queued.load(Ordering::Acquire) == 0 && spin.again() {}
-            st = self.lock();
-            if st.jobs.is_empty() && st.phase == Phase::Open {
-                st.sleepers += 1;
-                st = self
-                    .changed
-                    .wait(st)
-                    .unwrap_or_else(PoisonError::into_inner);
-                st.sleepers -= 1;
-                spin.reset();
-            }
+            spin_until(|| self.queued.load(Ordering::Acquire) != 0);
+            let idle = |s: &QueueState<J>| s.jobs.is_empty() && s.phase == Phase::Open;
+            st = self.state.park_until(self.lock(), None, |s| !idle(s)).0;
         }
     }
 
@@ -211,11 +197,7 @@ impl<J> JobQueue<J> {
     /// workers asleep on the queue, if any.
     fn publish(&self, st: MutexGuard<'_, QueueState<J>>) {
         self.queued.store(st.jobs.len(), Ordering::Release);
-        let wake = st.sleepers > 0;
-        drop(st);
-        if wake {
-            self.changed.notify_all();
-        }
+        self.state.publish(st);
     }
 
     /// The current phase.
@@ -238,8 +220,7 @@ impl<J> JobQueue<J> {
                 st.phase = Phase::Closed;
             }
         }
-        drop(st);
-        self.changed.notify_all();
+        self.state.publish(st);
     }
 
     /// Stops everything and hands back the jobs that never started.
@@ -265,9 +246,7 @@ impl<J> JobQueue<J> {
             st.broken = broken;
         }
         let dropped = st.jobs.drain(..).collect();
-        self.queued.store(0, Ordering::Release);
-        drop(st);
-        self.changed.notify_all();
+        self.publish(st);
         dropped
     }
 }
@@ -302,8 +281,7 @@ impl<J> Drop for Submission<'_, J> {
             if st.phase == Phase::Open {
                 st.phase = Phase::Closed;
             }
-            drop(st);
-            self.queue.changed.notify_all();
+            self.queue.state.publish(st);
         }
     }
 }

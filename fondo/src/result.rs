@@ -3,11 +3,12 @@
 
 use crate::error::{Error, Result};
 use crate::help::{Help, Helping};
+use crate::monitor::Monitor;
 use crate::sink::{Abortable, Sink};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -152,10 +153,8 @@ impl<R: Send + 'static> Future for AsyncResult<R> {
 
 /// The shared cell behind an `AsyncResult`.
 pub(crate) struct ResultCell<R> {
-    state: Mutex<State<R>>,
-    changed: Condvar,
-    /// Threads blocked on `changed` (guarded by `state`): notify only when there are some.
-    waiting: std::sync::atomic::AtomicUsize,
+    /// Published when the outcome is stored (`monitor.rs`).
+    state: Monitor<State<R>>,
     /// Mirrors "state is Done or Taken" so `ready()` and the spin in `wait_until` need no lock.
     done: AtomicBool,
     /// The pool a waiting thread may help (see `help`), if its backend takes help.
@@ -201,12 +200,10 @@ impl<R> State<R> {
 impl<R> ResultCell<R> {
     fn new() -> Self {
         ResultCell {
-            state: Mutex::new(State::Pending {
+            state: Monitor::new(State::Pending {
                 waker: None,
                 callbacks: Vec::new(),
             }),
-            changed: Condvar::new(),
-            waiting: std::sync::atomic::AtomicUsize::new(0),
             done: AtomicBool::new(false),
             helper: OnceLock::new(),
         }
@@ -214,7 +211,7 @@ impl<R> ResultCell<R> {
 
     fn lock(&self) -> MutexGuard<'_, State<R>> {
         // A panicking callback cannot leave the state half-written: it runs unlocked.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        self.state.lock()
     }
 
     /// Waits (spinning briefly first: a cross-CPU wake-up costs ~20 µs here) until
@@ -244,29 +241,7 @@ impl<R> ResultCell<R> {
             Some(h) if !self.done.load(Ordering::Acquire) => h.stop_to_block(),
             other => drop(other),
         }
-        let mut st = self.lock();
-        while !cond(&st) {
-            self.waiting.fetch_add(1, Ordering::Relaxed);
-            st = match deadline {
-                None => self
-                    .changed
-                    .wait(st)
-                    .unwrap_or_else(PoisonError::into_inner),
-                Some(d) => {
-                    let left = d.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        self.waiting.fetch_sub(1, Ordering::Relaxed);
-                        break;
-                    }
-                    self.changed
-                        .wait_timeout(st, left)
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .0
-                }
-            };
-            self.waiting.fetch_sub(1, Ordering::Relaxed);
-        }
-        st
+        self.state.park_until(self.lock(), deadline, cond).0
     }
 
     /// Stores the outcome unless one is already there (first writer wins), running
@@ -304,12 +279,7 @@ impl<R> ResultCell<R> {
             }
             *st = State::Done(result);
             self.done.store(true, Ordering::Release);
-            // Waiters register under the lock we hold, so this count is exact.
-            let waiting = self.waiting.load(Ordering::Relaxed) > 0;
-            drop(st);
-            if waiting {
-                self.changed.notify_all();
-            }
+            self.state.publish(st);
             return;
         }
     }
