@@ -95,6 +95,7 @@
 //! ```
 #![warn(missing_docs, missing_debug_implementations)]
 
+mod codec;
 mod config;
 pub mod cpu;
 mod error;
