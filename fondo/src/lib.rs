@@ -109,6 +109,7 @@
 #![warn(missing_docs, missing_debug_implementations)]
 
 mod backend;
+mod codec;
 mod config;
 pub mod cpu;
 mod error;
