@@ -16,7 +16,7 @@
 //! the `Result`s on the hot path stay small. Still, an extra layer changes what
 //! the compiler inlines: a struct with an enum and a `String` took 15% more
 //! instructions to encode and 22% more to decode (primitives and bytes: none).
-//! So [`from_bytes`], [`take_from_bytes`] and [`serialize_with_flavor`] run
+//! So [`from_bytes`], `take_from_bytes` and [`serialize_with_flavor`] run
 //! postcard alone and go through the proxies only to recover a message postcard
 //! dropped (within 2% of postcard alone); they are the ones for the hot path.
 //!
@@ -33,7 +33,6 @@ use serde::ser::{self, Serialize, Serializer};
 
 /// An error of the wrapped format, with the custom message it was raised with.
 #[derive(Debug)]
-#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) struct Kept<E> {
     /// The format's own error (for postcard, `SerdeDeCustom` when `custom` is set).
     pub(crate) inner: E,
@@ -68,7 +67,7 @@ impl<E: fmt::Debug + fmt::Display> std::error::Error for Kept<E> {}
 impl<E> Kept<E> {
     /// A format error no user message came with.
     #[cold]
-    fn plain(inner: E) -> Self {
+    pub(crate) fn plain(inner: E) -> Self {
         Kept {
             inner,
             custom: None,
@@ -211,7 +210,6 @@ impl<E: de::Error> de::Error for Raised<E> {
 
 /// Serializes `value` into `serializer` as `value.serialize(serializer)` would,
 /// but a custom error raised by any `Serialize` in it keeps its message.
-#[cfg_attr(not(test), allow(dead_code))]
 #[inline]
 pub(crate) fn serialize_keeping_messages<S, T>(
     value: &T,
@@ -228,7 +226,6 @@ where
 
 /// Deserializes a `T` from `deserializer` as `T::deserialize(deserializer)`
 /// would, but a custom error raised by any `Deserialize` in it keeps its message.
-#[cfg_attr(not(test), allow(dead_code))]
 #[inline]
 pub(crate) fn deserialize_keeping_messages<'de, D, T>(deserializer: D) -> Result<T, Kept<D::Error>>
 where
@@ -249,7 +246,6 @@ where
 // wrote into the flavor is the caller's to discard.
 
 /// `postcard::from_bytes`, keeping the message of a custom error.
-#[cfg_attr(not(test), allow(dead_code))]
 #[inline]
 pub(crate) fn from_bytes<'a, T>(bytes: &'a [u8]) -> Result<T, Kept<postcard::Error>>
 where
@@ -262,8 +258,8 @@ where
 }
 
 /// `postcard::take_from_bytes`, keeping the message of a custom error.
-#[cfg_attr(not(test), allow(dead_code))]
 #[inline]
+#[cfg(test)]
 pub(crate) fn take_from_bytes<'a, T>(
     bytes: &'a [u8],
 ) -> Result<(T, &'a [u8]), Kept<postcard::Error>>
@@ -292,7 +288,6 @@ fn decode_again<'a, T: de::Deserialize<'a>>(
 }
 
 /// `postcard::serialize_with_flavor`, keeping the message of a custom error.
-#[cfg_attr(not(test), allow(dead_code))]
 #[inline]
 pub(crate) fn serialize_with_flavor<T, F>(
     value: &T,

@@ -490,7 +490,6 @@ fn many_unserialisable_arguments_do_not_block_the_queue() {
 /// the parent gets says so (loky puts it in the `BrokenProcessPool`'s cause). The
 /// same for the three other serde errors of a task's trip.
 #[test]
-#[ignore = "new (not in issue 13): a value's own serde error message is lost; Serialization.message is postcard's generic \"Serde Deserialization Error\""]
 fn an_argument_that_fails_to_deserialise_says_why() {
     let _wd = Deadline::arm("informative error", TEST_LIMIT);
     let pool = TerminateOnPanic(Pool::processes(2).expect("start a pool"));

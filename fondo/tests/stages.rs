@@ -1451,7 +1451,6 @@ fn assert_port_message(r: fondo::Result<impl std::fmt::Debug>, what: Payload) {
 // Item 8 / contract "(de)serialised": a `Deserialize`'s own error message reaches
 // the caller, with the type's name, both ways.
 #[test]
-#[ignore = "pending: serde proxy (postcard drops the message of a custom Deserialize error)"]
 fn a_deserialize_errors_own_message_reaches_the_caller() {
     let pool = processes(1);
     assert_port_message(pool.apply(port_in, (Port(70_000),)), Payload::Arguments);

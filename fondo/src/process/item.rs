@@ -71,7 +71,7 @@ pub(crate) fn decode_item<T: DeserializeOwned>(
     bytes: &[u8],
     what: Payload,
 ) -> Result<T, SerdeFailure> {
-    let message = match crate::panic::catch(|| postcard::from_bytes::<T>(bytes)) {
+    let message = match crate::panic::catch(|| crate::codec::from_bytes::<T>(bytes)) {
         Ok(Ok(value)) => return Ok(value),
         Ok(Err(e)) => e.to_string(),
         Err(caught) => format!("panicked: {}", caught.message),

@@ -6,6 +6,7 @@
 //! then the body (encoded arguments or results) up to the end of the frame.
 
 use super::item::SerdeFailure;
+use crate::codec::Kept;
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::io::{self, IoSlice};
@@ -239,13 +240,14 @@ impl<O: Out + ?Sized> postcard::ser_flavors::Flavor for AppendTo<'_, O> {
     }
 }
 
-/// Appends `value`'s encoding to `out`; on failure `out` is left as it was.
+/// Appends `value`'s encoding to `out`; on failure `out` is left as it was, and
+/// the error keeps the message a user's `Serialize` gave it (`codec.rs`).
 pub(crate) fn encode_into<T: Serialize + ?Sized, O: Out + ?Sized>(
     out: &mut O,
     value: &T,
-) -> postcard::Result<()> {
+) -> Result<(), Kept<postcard::Error>> {
     let mark = out.len();
-    let r = postcard::serialize_with_flavor(value, AppendTo(&mut *out));
+    let r = crate::codec::serialize_with_flavor(value, AppendTo(&mut *out));
     if r.is_err() {
         out.truncate(mark);
     }
@@ -257,7 +259,7 @@ pub(crate) fn encode_into<T: Serialize + ?Sized, O: Out + ?Sized>(
 pub(crate) fn push_item<T: Serialize + ?Sized, O: Out + ?Sized>(
     out: &mut O,
     value: &T,
-) -> postcard::Result<()> {
+) -> Result<(), Kept<postcard::Error>> {
     let mark = out.len();
     out.extend(&[0; 4]);
     if let Err(e) = encode_into(out, value) {
@@ -271,7 +273,7 @@ pub(crate) fn push_item<T: Serialize + ?Sized, O: Out + ?Sized>(
         }
         Err(_) => {
             out.truncate(mark);
-            Err(postcard::Error::SerializeBufferFull)
+            Err(Kept::plain(postcard::Error::SerializeBufferFull))
         }
     }
 }
