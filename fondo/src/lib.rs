@@ -109,7 +109,7 @@
 #![warn(missing_docs, missing_debug_implementations)]
 
 mod backend;
-mod codec;
+mod boundary;
 mod config;
 pub mod cpu;
 mod error;

@@ -75,10 +75,13 @@ mod worker;
 
 use crate::backend::seam::{Submit, Workers};
 use crate::backend::{Backend, Batch};
+use crate::boundary::job::{EncodedJob, HeapArgs};
 use crate::config::{Builder, Config};
 use crate::error::{Error, Result};
 use crate::pool::Pool;
-use crate::process::job::ProcJob;
+
+/// A batch of an MPI pool, encoded (ranks share no memory: arguments stay on the heap).
+pub(crate) type MpiJob = EncodedJob<HeapArgs>;
 use crate::queue::JobQueue;
 use crate::task::Task;
 use mpi::traits::Communicator;
@@ -317,10 +320,9 @@ where
     fn submit(&self, _f: &Arc<F>, batches: Vec<Batch<Args, F::Output>>) {
         let max_frame = self.shared.config.max_frame;
         // MPI sends copy out of the buffer, so there is nothing to recycle here.
-        let buffers = crate::process::job::Buffers::default();
-        let jobs: Vec<ProcJob> = batches
+        let jobs: Vec<MpiJob> = batches
             .into_iter()
-            .flat_map(|b| ProcJob::encode::<F, Args>(b, max_frame, &buffers))
+            .flat_map(|b| MpiJob::encode::<F, Args>(b, max_frame, &HeapArgs))
             .collect();
         if self.shared.queue.offer(jobs) {
             self.shared.wake();

@@ -1,6 +1,7 @@
 //! Rank 0: the handshake, then the dispatcher — the one thread that makes MPI calls,
 //! feeding queued batches to the worker ranks and delivering their outcomes.
 
+use super::MpiJob;
 use super::comm::{Backoff, OwnedSend, tighten_timer_slack};
 use super::proto::{
     ExeFingerprint, Hello, Setup, TAG_BYE, TAG_DONE, TAG_HELLO, TAG_RUN, TAG_SETUP, TAG_STOP,
@@ -9,7 +10,6 @@ use super::proto::{
 use super::worker::refusal;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::process::job::ProcJob;
 use crate::queue::{JobQueue, Phase};
 use mpi::point_to_point::MatchedReceiveVec;
 use mpi::topology::SimpleCommunicator;
@@ -24,7 +24,7 @@ const MAX_SLEEP: Duration = Duration::from_micros(200);
 
 /// What the pool's handle and the dispatcher share.
 pub(crate) struct Shared {
-    pub(crate) queue: JobQueue<ProcJob>,
+    pub(crate) queue: JobQueue<MpiJob>,
     pub(crate) config: Config,
     /// Worker ranks: the world size minus one.
     pub(crate) workers: usize,
@@ -87,7 +87,7 @@ pub(crate) fn handshake(
         }));
     }
 
-    let initializer = config.initializer.map(crate::process::entry::offset_of_fn);
+    let initializer = config.initializer.map(crate::boundary::entry::offset_of_fn);
     let task_timeout_ns = config
         .task_timeout
         .map(|t| u64::try_from(t.as_nanos()).unwrap_or(u64::MAX));
@@ -134,7 +134,7 @@ pub(crate) fn handshake(
 struct Rank {
     rank: i32,
     /// Batches sent and not answered, in the order the rank runs them.
-    inflight: VecDeque<(u64, ProcJob)>,
+    inflight: VecDeque<(u64, MpiJob)>,
     /// When the rank last got or answered work (a counter): a rank that worked
     /// recently is still polling hot, one idle for long sleeps between polls.
     last_active: u64,

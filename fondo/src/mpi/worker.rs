@@ -6,12 +6,12 @@ use super::proto::{
     ExeFingerprint, Hello, PROTOCOL, Setup, TAG_BYE, TAG_DONE, TAG_RUN, TAG_SETUP, TAG_STOP,
     host_name, parse_run, start_done,
 };
+use crate::boundary::clock::TaskClock;
+use crate::boundary::entry::{Resolver, initialize};
+use crate::boundary::failure::{TaskFailure, WireResult};
+use crate::boundary::item::push_item;
+use crate::boundary::spill::{AnswerBuf, Place};
 use crate::error::{Error, Result};
-use crate::process::entry::Resolver;
-use crate::process::lanes::AnswerBuf;
-use crate::process::progress::Progress;
-use crate::process::spill::Place;
-use crate::process::wire::{TaskFailure, WireResult, push_item};
 use mpi::point_to_point::MatchedReceiveVec;
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::{Communicator, Destination, Source};
@@ -64,19 +64,16 @@ pub(crate) fn serve(world: &SimpleCommunicator, exe: Result<ExeFingerprint>) -> 
     let resolver = Resolver::new();
     // A rank cannot be replaced: one whose initializer failed answers every task
     // with that failure instead of running it uninitialised.
-    let init_failed = crate::process::worker::initialize(&resolver, setup.initializer).err();
+    let init_failed = initialize(&resolver, setup.initializer).err();
     if let Some(why) = &init_failed {
         eprintln!("fondo: MPI rank {rank}: the initializer failed: {why}");
     }
-    let progress = match Progress::create() {
-        Ok(p) => Arc::new(p),
-        Err(e) => fatal(world, &format!("could not create the progress page: {e}")),
-    };
+    let clock = Arc::new(TaskClock::default());
     // Tasks are timestamped only when someone enforces a limit (it costs a clock read).
-    progress.set_timed(setup.task_timeout_ns.is_some());
+    clock.set_timed(setup.task_timeout_ns.is_some());
     let watchdog = setup
         .task_timeout_ns
-        .map(|ns| Watchdog::start(rank, Duration::from_nanos(ns), progress.clone()));
+        .map(|ns| Watchdog::start(rank, Duration::from_nanos(ns), clock.clone()));
 
     let mut out = Vec::new();
     // Messages received and not yet handled: RUNs rank 0 has queued ahead.
@@ -134,7 +131,7 @@ pub(crate) fn serve(world: &SimpleCommunicator, exe: Result<ExeFingerprint>) -> 
         let started = Instant::now();
         // No shared memory between ranks: the answer stays on the heap.
         let mut answer = AnswerBuf::new(std::mem::take(&mut out), None);
-        run(args, count, &mut answer, &progress);
+        run(args, count, &mut answer, &clock);
         let (Place::Heap(bytes), _) = answer.finish() else {
             fatal(
                 world,
@@ -174,7 +171,7 @@ struct Watchdog {
 }
 
 impl Watchdog {
-    fn start(rank: i32, limit: Duration, progress: Arc<Progress>) -> Watchdog {
+    fn start(rank: i32, limit: Duration, clock: Arc<TaskClock>) -> Watchdog {
         let done = Arc::new(AtomicBool::new(false));
         let flag = done.clone();
         let tick = (limit / 20).clamp(Duration::from_millis(1), Duration::from_millis(100));
@@ -183,7 +180,7 @@ impl Watchdog {
             .spawn(move || {
                 while !flag.load(Ordering::Acquire) {
                     std::thread::sleep(tick);
-                    if progress.running_for().is_some_and(|t| t > limit) {
+                    if clock.running_for().is_some_and(|t| t > limit) {
                         eprintln!(
                             "fondo: MPI rank {rank}: a task ran longer than its timeout of {limit:?}; \
                              an MPI rank cannot be replaced, so the job is aborted"

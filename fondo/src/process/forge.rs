@@ -3,15 +3,17 @@
 //! (`tests/hostile_launch.rs`). Not public API. Nothing here bypasses a check:
 //! anyone can compute the same bytes from the program's symbols.
 
-use super::entry::offset_of_entry;
-use super::wire::{ToWorker, encode_frame, push_item};
+use super::ipc::frames::encode_frame;
+use super::ipc::messages::ToWorker;
+use crate::boundary::entry::offset_of_entry;
+use crate::boundary::item::push_item;
 use crate::config::DEFAULT_MAX_FRAME;
 use crate::task::Task;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 /// The environment variable that marks a process as a worker.
-pub const WORKER_ENV: &str = super::spawn::WORKER_ENV;
+pub const WORKER_ENV: &str = super::parent::spawn::WORKER_ENV;
 
 /// The marker's value naming socket `sock`, progress page `progress` (no lanes,
 /// no arena) and `parent`, in the form the parent writes (`spawn::worker_command`).

@@ -11,13 +11,14 @@
 //! entry offset is checked the way the worker checks it, then the harness's own
 //! entry point decodes the arguments.
 
-use super::entry::{Resolver, offset_of_entry};
-use super::job::ProcJob;
-use super::lanes::AnswerBuf;
-use super::progress::Progress;
-use super::spill::Place;
-use super::wire::{Fill, FrameReader, FromWorker, ToWorker, decode_header, next_item};
+use super::ipc::frames::{Fill, FrameReader, decode_header};
+use super::ipc::messages::{FromWorker, ToWorker};
+use super::parent::{Buffers, ProcJob};
 use crate::backend::Batch;
+use crate::boundary::clock::TaskClock;
+use crate::boundary::entry::{Resolver, offset_of_entry};
+use crate::boundary::item::next_item;
+use crate::boundary::spill::{AnswerBuf, Place};
 use crate::error::{Error, Result};
 use crate::sink::{Abortable, Sink};
 use std::io::Write;
@@ -224,11 +225,7 @@ fn encode<F: crate::task::Task<(u64,), Output = Output> + Copy>(
     _: F,
     batch: Batch<(u64,), Output>,
 ) -> Vec<ProcJob> {
-    ProcJob::encode::<F, (u64,)>(
-        batch,
-        crate::config::DEFAULT_MAX_FRAME,
-        &super::job::Buffers::default(),
-    )
+    ProcJob::encode::<F, (u64,)>(batch, crate::config::DEFAULT_MAX_FRAME, &Buffers::default())
 }
 
 /// The parent's side of a `Done`: the count check, then the typed result decoder.
@@ -261,7 +258,7 @@ fn run_batch(args: &[u8], count: u32, max_frame: usize) -> Result<Vec<Output>> {
         .entry(entry_offset(task))
         .ok_or_else(|| Error::Protocol("harness entry point not found".into()))?;
     let mut out = AnswerBuf::new(Vec::new(), None);
-    entry(args, count, &mut out, progress()?);
+    entry(args, count, &mut out, clock());
     let out = match out.finish().0 {
         Place::Heap(v) => v,
         Place::Window { .. } => {
@@ -281,7 +278,7 @@ fn run_batch(args: &[u8], count: u32, max_frame: usize) -> Result<Vec<Output>> {
     for _ in 0..count {
         let item = next_item(&mut body)
             .ok_or_else(|| Error::Protocol("the entry point wrote too few outcomes".into()))?;
-        results.push(super::item::decode_outcome::<Output>(Some(item))?);
+        results.push(crate::boundary::item::decode_outcome::<Output>(Some(item))?);
     }
     Ok(results)
 }
@@ -296,19 +293,17 @@ fn resolver() -> &'static Resolver {
     R.get_or_init(Resolver::new)
 }
 
-fn progress() -> Result<&'static Progress> {
-    static P: OnceLock<Progress> = OnceLock::new();
-    if let Some(p) = P.get() {
-        return Ok(p);
-    }
-    let p = Progress::create()?;
-    Ok(P.get_or_init(|| p))
+fn clock() -> &'static TaskClock {
+    static C: OnceLock<TaskClock> = OnceLock::new();
+    C.get_or_init(TaskClock::default)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::process::wire::{TaskFailure, encode_frame, push_item};
+    use crate::boundary::failure::TaskFailure;
+    use crate::boundary::item::push_item;
+    use crate::process::ipc::frames::encode_frame;
     use proptest::prelude::*;
     use std::alloc::{GlobalAlloc, Layout, System};
     use std::cell::Cell;
@@ -630,9 +625,9 @@ mod tests {
     fn hello_after_the_handshake_is_an_error() {
         let mut s = Vec::new();
         let hello = FromWorker::Hello {
-            protocol: super::super::wire::PROTOCOL_VERSION,
+            protocol: crate::process::ipc::messages::PROTOCOL_VERSION,
             pid: 1,
-            exe: super::super::wire::ExeId::current().unwrap(),
+            exe: crate::process::ipc::messages::ExeId::current().unwrap(),
             lanes: true,
             arena: true,
         };

@@ -2,44 +2,27 @@
 //! `fn`s (or capture-free closures) with serde data; [`Processes`] says exactly
 //! what a process task may be.
 
-mod arena;
-mod child;
-mod code_range;
-pub(crate) mod entry;
 #[cfg(feature = "testing")]
 #[doc(hidden)]
 pub mod forge;
 #[cfg(any(test, feature = "testing"))]
 #[doc(hidden)]
 pub mod fuzz;
-mod heap;
-pub(crate) mod item;
-pub(crate) mod job;
-pub(crate) mod lanes;
-pub(crate) mod progress;
-mod recovery;
-mod shm;
-mod slot;
-mod spawn;
-pub(crate) mod spill;
-mod trust;
-pub(crate) mod wire;
+pub(crate) mod ipc;
+pub(crate) mod parent;
 pub(crate) mod worker;
 
-pub use child::{Child, spawn};
+pub use parent::child::{Child, spawn};
 
 use crate::backend::seam::{Submit, Workers};
 use crate::backend::{Backend, Batch};
-use crate::config::{Builder, Config};
+use crate::config::Builder;
 use crate::error::{Error, Result};
 use crate::pool::Pool;
-use crate::queue::JobQueue;
 use crate::task::Task;
-use job::ProcJob;
+use parent::{ProcJob, Shared};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use slot::Slot;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
@@ -116,130 +99,6 @@ impl std::fmt::Debug for Processes {
     }
 }
 
-/// What the pool's supervisor threads and submitters share.
-pub(crate) struct Shared {
-    queue: JobQueue<ProcJob>,
-    config: Config,
-    slots: Vec<Arc<Slot>>,
-    next_job: AtomicU64,
-    /// Slots that gave up starting workers.
-    lost: Mutex<usize>,
-    /// Argument buffers of finished jobs, for the next ones.
-    buffers: job::Buffers,
-    /// Threads waiting for results that read answers meanwhile (see `help`).
-    helpers: AtomicUsize,
-}
-
-impl crate::help::Help for Shared {
-    fn enter(&self) {
-        self.helpers.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn leave(&self, to_block: bool) {
-        // Otherwise supervisors notice within `HELPED_RECHECK`.
-        if self.helpers.fetch_sub(1, Ordering::Relaxed) == 1 && to_block {
-            // The last helper is going to sleep: supervisors read the answers again.
-            for slot in self.slots.iter().filter(|s| s.is_busy()) {
-                slot.wake();
-            }
-        }
-    }
-
-    fn help(&self) -> bool {
-        let mut any = false;
-        for slot in &self.slots {
-            any |= slot.help(self);
-        }
-        any
-    }
-}
-
-impl Shared {
-    /// Offers queued work to the workers; then, if one is still idle, gives it
-    /// work waiting in a busy worker's pipeline (`rebalance`).
-    fn kick(&self) {
-        self.distribute(None);
-        self.rebalance();
-    }
-
-    /// Offers queued work to the slots one job at a time, round after round, so idle
-    /// workers all get work before any worker's pipeline is filled.
-    fn distribute(&self, from: Option<&Slot>) {
-        let own = |slot: &Arc<Slot>| from.is_some_and(|s| std::ptr::eq(s, &**slot));
-        // Idle workers first: otherwise the first worker's pipeline soaks up work
-        // that an idle one could start at once.
-        for slot in self.slots.iter().filter(|s| s.is_idle()) {
-            slot.pump(self, own(slot), 1, true);
-        }
-        // Then round after round, one job per slot; each slot's frames leave together.
-        let mut touched = vec![false; self.slots.len()];
-        loop {
-            let mut sent = false;
-            for (slot, touched) in self.slots.iter().zip(touched.iter_mut()) {
-                if slot.pump(self, own(slot), 1, false) > 0 {
-                    *touched = true;
-                    sent = true;
-                }
-            }
-            if !sent || self.queue.is_empty() {
-                break;
-            }
-        }
-        for (slot, _) in self.slots.iter().zip(&touched).filter(|(_, t)| **t) {
-            slot.flush(own(slot));
-        }
-    }
-
-    /// Puts tasks a dead worker did not finish back at the head of the queue.
-    fn requeue(&self, jobs: Vec<ProcJob>) {
-        if jobs.is_empty() {
-            return;
-        }
-        for job in jobs.into_iter().rev() {
-            if let Err((error, job)) = self.queue.push_front(job) {
-                job.fail(&error);
-            }
-        }
-        self.distribute(None);
-    }
-
-    /// Gives idle workers the jobs waiting in busy workers' pipelines: no task
-    /// waits behind a long one while a worker is idle.
-    fn rebalance(&self) {
-        if !self.queue.is_empty() || !self.slots.iter().any(|s| s.is_idle()) {
-            return;
-        }
-        let taken: Vec<ProcJob> = self
-            .slots
-            .iter()
-            .flat_map(|slot| slot.revoke_waiting())
-            .collect();
-        self.requeue(taken);
-    }
-
-    /// Breaks the pool with `error` (a worker's initializer failed): every task
-    /// queued now or later fails with it, and every worker is stopped.
-    fn break_pool(&self, error: Error) {
-        for job in self.queue.break_with(error.clone()) {
-            job.fail(&error);
-        }
-        for slot in &self.slots {
-            slot.kill();
-        }
-    }
-
-    /// A slot could not start workers any more; with none left, queued work fails.
-    fn slot_lost(&self, why: &Error) {
-        let mut lost = self.lost.lock().unwrap_or_else(PoisonError::into_inner);
-        *lost += 1;
-        if *lost == self.slots.len() {
-            for job in self.queue.terminate() {
-                job.fail(why);
-            }
-        }
-    }
-}
-
 impl Pool<Processes> {
     /// A pool of `n` worker processes, like Python's `multiprocessing.Pool(n)`.
     ///
@@ -269,22 +128,7 @@ impl Builder {
     /// Builds a pool of worker processes with these options. Returns once every
     /// worker has started and proved it runs this same executable.
     pub fn processes(self) -> Result<Pool<Processes>> {
-        let config = self.settle()?;
-        let (workers, max_frame) = (config.workers, config.max_frame);
-        let slots = (0..config.workers)
-            .map(|_| Slot::new().map(Arc::new))
-            .collect::<Result<Vec<_>>>()?;
-        let shared = Arc::new(Shared {
-            queue: JobQueue::default(),
-            config,
-            slots,
-            next_job: AtomicU64::new(0),
-            lost: Mutex::new(0),
-            // Without an arena (an address-space limit, say) big arguments take the
-            // lanes or the socket: slower, never wrong.
-            buffers: job::Buffers::new(arena::Arena::for_pool(workers, max_frame).ok().flatten()),
-            helpers: AtomicUsize::new(0),
-        });
+        let shared = Arc::new(Shared::new(self.settle()?)?);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let mut supervisors = Vec::with_capacity(shared.slots.len());
         for slot in &shared.slots {

@@ -1,22 +1,25 @@
 //! The worker side: a constructor that diverts a re-executed process into the task
 //! loop before `main` runs, and the loop itself.
 
-use super::arena::Arena;
-use super::entry::{EntryFn, Resolver};
-use super::heap::WorkerHeap;
-use super::lanes::{AnswerBuf, FreeUpLane, LANES, Lanes, Way};
-use super::progress::{Claim, Progress};
-use super::spawn::{WORKER_ENV, poll_timeout};
-use super::spill::Place;
-use super::trust::{Handed, Refusal};
-use super::wire::{
-    ExeId, Fill, FrameReader, FrameWriter, FromWorker, PROTOCOL_VERSION, TaskFailure, ToWorker,
-    WireResult, body_len, decode_header, push_item,
-};
+pub(crate) mod heap;
+pub(crate) mod trust;
+
+use crate::boundary::entry::{EntryFn, Resolver, initialize};
+use crate::boundary::failure::{TaskFailure, WireResult};
+use crate::boundary::item::push_item;
+use crate::boundary::spill::{AnswerBuf, FreeWindow, Place};
 use crate::error::{Error, Result};
+use crate::process::ipc::arena::Arena;
+use crate::process::ipc::frames::{Fill, FrameReader, FrameWriter, decode_header};
+use crate::process::ipc::lanes::{LANES, Lanes, Way};
+use crate::process::ipc::messages::{ExeId, FromWorker, PROTOCOL_VERSION, ToWorker, body_len};
+use crate::process::ipc::progress::{Claim, Progress};
+use crate::process::parent::spawn::{WORKER_ENV, poll_timeout};
+use heap::WorkerHeap;
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
+use trust::{Handed, Refusal};
 
 /// Runs before `main` in every process of an executable linking fondo; returns at
 /// once unless this process was started as a worker, which then never reaches `main`.
@@ -35,7 +38,7 @@ unsafe fn divert_worker() {
     unsafe { std::env::remove_var(WORKER_ENV) };
     // A setuid (or setgid, or file-capability) launch: whoever set the marker may
     // have fewer privileges than we now have. The program runs as written.
-    if super::trust::launch() == super::trust::Launch::Secure {
+    if trust::launch() == trust::Launch::Secure {
         return;
     }
     become_worker();
@@ -184,7 +187,7 @@ enum Waited {
 /// The worker's life: hello, setup, then run batches until shutdown or EOF.
 fn serve(spec: &str) -> Result<()> {
     let spec = parse_spec(spec).unwrap_or_else(|| Refusal::Malformed(spec.into()).exit());
-    if let Err(refusal) = super::trust::admit(&spec.handed()) {
+    if let Err(refusal) = trust::admit(&spec.handed()) {
         refusal.exit();
     }
     // SAFETY: the parent cleared CLOEXEC on exactly these descriptors for us, nothing
@@ -291,24 +294,6 @@ fn serve(spec: &str) -> Result<()> {
     link.drain_output()
 }
 
-/// Runs the pool's initializer, if it has one; the panic's message (or why it could
-/// not be run) if it failed.
-pub(crate) fn initialize(
-    resolver: &Resolver,
-    initializer: Option<i64>,
-) -> std::result::Result<(), String> {
-    let Some(offset) = initializer else {
-        return Ok(());
-    };
-    let init = resolver
-        .init_fn(offset)
-        .ok_or_else(|| "its offset is outside this executable's code".to_owned())?;
-    crate::panic::catch(init).map_err(|caught| match caught.location {
-        Some(at) => format!("panicked at {at}: {}", caught.message),
-        None => format!("panicked: {}", caught.message),
-    })
-}
-
 /// A job to run, its arguments found wherever they travelled.
 struct Job<'a> {
     id: u64,
@@ -396,24 +381,25 @@ impl Answers<'_> {
         run: EntryFn,
     ) -> Result<()> {
         let (id, count) = (job.id, job.count);
-        let lane = match (self.lanes, self.free_up_lane()) {
+        let (lane, window) = match (self.lanes, self.free_up_lane()) {
             // SAFETY: the parent has handed this lane back after every body we sent
-            // through it, so it reads it no more until our next `DoneInLane`.
-            (Some(lanes), Some(lane)) => Some(unsafe { lanes.up_lane(lane)? }),
-            _ => None,
+            // through it, so it reads it no more until our next `DoneInLane`; the
+            // window is the only slice of it, and it dies with `out` below.
+            (Some(lanes), Some(lane)) => (lane, Some(unsafe { lanes.up_window(lane)? })),
+            _ => (0, None),
         };
         let mut heap = std::mem::take(&mut self.outcomes);
         heap.clear();
-        let mut out = AnswerBuf::new(heap, Some(FreeUpLane(lane)));
-        run(job.args, count, &mut out, &self.progress);
+        let mut out = AnswerBuf::new(heap, Some(FreeWindow(window)));
+        run(job.args, count, &mut out, self.progress.tasks());
         let sent = match out.finish() {
-            (Place::Window { window, len }, spare) => {
+            (Place::Window { len, .. }, spare) => {
                 self.outcomes = spare;
-                self.up_sent[window.lane()] += 1;
+                self.up_sent[lane] += 1;
                 let done = FromWorker::DoneInLane {
                     job: id,
                     count,
-                    lane: window.lane() as u8,
+                    lane: lane as u8,
                     len: len as u64,
                 };
                 writer.push(&done, max_frame, |_| {})
@@ -461,9 +447,9 @@ impl Answers<'_> {
             max_frame,
             |out| {
                 for _ in 0..job.count {
-                    self.progress.start_task();
+                    self.progress.tasks().start_task();
                     let _ = push_item(out, &failure);
-                    self.progress.finish_task();
+                    self.progress.tasks().finish_task();
                 }
             },
         )

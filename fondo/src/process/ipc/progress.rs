@@ -1,38 +1,33 @@
-//! `Progress`: a page of memory shared with one worker, where it records which task
-//! it is running, so the parent can blame the right task when the worker dies and
-//! time a task without a message per task.
+//! `Progress`: a page of memory shared with one worker. The worker stamps its
+//! tasks there (a [`TaskClock`]: which task runs, since when), says when it is set
+//! up, and claims each job before running it; the parent reads the stamps to blame
+//! the right task when the worker dies and to time tasks without a message per
+//! task, hands up lanes back, and takes waiting jobs back for idle workers.
 
 use super::lanes::LANES;
+use super::shm::Region;
+use crate::boundary::clock::{Stamps, TaskClock};
 use crate::error::Result;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::ptr::NonNull;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
-/// The shared cells. Counts are over the worker's whole life, in dispatch order.
+/// The shared cells, at the start of the page.
 #[repr(C)]
 struct Cells {
-    /// Tasks the worker has started.
-    started: AtomicU64,
-    /// Tasks the worker has finished (outcome encoded and dropped).
-    finished: AtomicU64,
-    /// CLOCK_MONOTONIC nanoseconds when the running task started.
-    started_at_ns: AtomicU64,
-    /// CLOCK_MONOTONIC nanoseconds when the last task finished (timed workers only).
-    finished_at_ns: AtomicU64,
+    /// The worker's task stamps.
+    tasks: TaskClock,
     /// Non-zero once the worker is set up (its initializer, if any, returned).
     ready: AtomicU64,
     /// Which jobs the worker has dealt with and which the parent took back (see
     /// [`Progress::claim`]).
     gate: AtomicU64,
-    /// Non-zero when the parent enforces a timeout and so needs `started_at_ns`:
-    /// reading the clock costs a fifth of a no-op task.
-    timed: AtomicU64,
     /// How many times the parent has handed each up lane back (see `lanes`).
     up_released: [AtomicU64; LANES],
 }
 
-const MAP_LEN: usize = 4096;
+/// The page's length: one page of the smallest size Linux uses.
+const PAGE_LEN: usize = 4096;
+const _: () = assert!(std::mem::size_of::<Cells>() <= PAGE_LEN);
 
 /// What a worker does with the next job it read (see [`Progress::claim`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,96 +37,59 @@ pub(crate) enum Claim {
     /// The parent took it back to give an idle worker: skip it, answer nothing.
     Skip,
 }
-const _: () = assert!(std::mem::size_of::<Cells>() <= MAP_LEN);
 
 /// One side's view of a worker's progress page.
 pub(crate) struct Progress {
-    cells: NonNull<Cells>,
-    /// The memfd, until the worker has its own copy (the mapping needs none).
-    fd: Option<OwnedFd>,
+    region: Region,
 }
-
-// SAFETY: `Cells` holds only atomics, which are safe to use from any thread; the
-// mapping lives until `Progress` is dropped.
-unsafe impl Send for Progress {}
-// SAFETY: as above: all access goes through atomics.
-unsafe impl Sync for Progress {}
 
 impl Progress {
     /// A fresh zeroed page (parent side), backed by a memfd the worker inherits.
     pub(crate) fn create() -> Result<Progress> {
-        use rustix::fs::{MemfdFlags, ftruncate, memfd_create};
-        let fd = memfd_create("fondo-progress", MemfdFlags::CLOEXEC)?;
-        ftruncate(&fd, MAP_LEN as u64)?;
-        Self::map(fd)
+        Ok(Progress {
+            region: Region::create("fondo-progress", PAGE_LEN)?,
+        })
     }
 
     /// Maps a page the parent created (worker side).
     pub(crate) fn open(fd: OwnedFd) -> Result<Progress> {
-        Self::map(fd)
-    }
-
-    fn map(fd: OwnedFd) -> Result<Progress> {
-        use rustix::mm::{MapFlags, ProtFlags, mmap};
-        let size = rustix::fs::fstat(&fd)?.st_size;
-        if size < MAP_LEN as i64 {
-            return Err(crate::Error::Protocol("progress page is too small".into()));
-        }
-        // SAFETY: we map a fresh region (no address hint, so nothing existing is
-        // replaced) of a memfd at least MAP_LEN long; it stays mapped until Drop.
-        let ptr = unsafe {
-            mmap(
-                std::ptr::null_mut(),
-                MAP_LEN,
-                ProtFlags::READ | ProtFlags::WRITE,
-                MapFlags::SHARED,
-                &fd,
-                0,
-            )?
-        };
-        let cells = NonNull::new(ptr.cast::<Cells>())
-            .ok_or_else(|| crate::Error::Protocol("mmap returned null".into()))?;
         Ok(Progress {
-            cells,
-            fd: Some(fd),
+            region: Region::open(fd, PAGE_LEN)?,
         })
     }
 
     fn cells(&self) -> &Cells {
-        // SAFETY: the mapping is page-aligned, MAP_LEN ≥ size_of::<Cells>(), zero
-        // bytes are valid atomics, and it lives as long as `self`.
-        unsafe { self.cells.as_ref() }
+        let base = self.region.base().cast::<Cells>();
+        // SAFETY: the region is a page-aligned mapping of PAGE_LEN ≥
+        // size_of::<Cells>() bytes that lives as long as `self`; `Cells` holds only
+        // atomics, for which zero bytes (a fresh memfd) are valid and which both
+        // processes may touch concurrently.
+        unsafe { base.as_ref() }
     }
 
     /// The memfd, to hand to the worker.
     pub(crate) fn fd(&self) -> Result<BorrowedFd<'_>> {
-        self.fd
-            .as_ref()
-            .map(AsFd::as_fd)
-            .ok_or_else(|| crate::Error::Spawn("the progress page's descriptor is closed".into()))
+        self.region.fd()
     }
 
     /// Closes the memfd once the worker has its own copy.
     pub(crate) fn close_fd(&mut self) {
-        self.fd = None;
+        self.region.close_fd();
     }
 
-    /// Worker: a task is starting.
-    pub(crate) fn start_task(&self) {
-        let c = self.cells();
-        if c.timed.load(Ordering::Relaxed) != 0 {
-            c.started_at_ns.store(now_ns(), Ordering::Relaxed);
-        }
-        c.started.fetch_add(1, Ordering::Release);
+    /// The worker's task stamps.
+    pub(crate) fn tasks(&self) -> &TaskClock {
+        &self.cells().tasks
     }
 
-    /// Worker: the task has finished.
-    pub(crate) fn finish_task(&self) {
-        let c = self.cells();
-        if c.timed.load(Ordering::Relaxed) != 0 {
-            c.finished_at_ns.store(now_ns(), Ordering::Relaxed);
-        }
-        c.finished.fetch_add(1, Ordering::Release);
+    /// Parent: `(started, finished)` counts.
+    pub(crate) fn counts(&self) -> (u64, u64) {
+        self.tasks().counts()
+    }
+
+    /// Parent: the counts and clocks of a timed worker, read at one moment.
+    pub(crate) fn stamps(&self) -> Stamps {
+        self.tasks().stamps()
     }
 
     /// Worker: set up (initializer done); tasks may run.
@@ -142,13 +100,6 @@ impl Progress {
     /// Parent: the worker got through its set-up (its initializer returned).
     pub(crate) fn is_ready(&self) -> bool {
         self.cells().ready.load(Ordering::Acquire) != 0
-    }
-
-    /// Parent: asks the worker to time each task (set before the worker starts).
-    pub(crate) fn set_timed(&self, timed: bool) {
-        self.cells()
-            .timed
-            .store(u64::from(timed), Ordering::Relaxed);
     }
 
     /// Parent: done reading up lane `lane`; the worker may write it again.
@@ -165,14 +116,6 @@ impl Progress {
             .up_released
             .get(lane)
             .map_or(u64::MAX, |cell| cell.load(Ordering::Acquire))
-    }
-
-    /// Parent: `(started, finished)` counts.
-    pub(crate) fn counts(&self) -> (u64, u64) {
-        let c = self.cells();
-        // Read `finished` first: it never exceeds `started` read after it.
-        let finished = c.finished.load(Ordering::Acquire);
-        (c.started.load(Ordering::Acquire), finished)
     }
 
     /// Worker: claims job `seq` (its number among the jobs this worker was sent)
@@ -226,59 +169,6 @@ impl Progress {
             .ok()
             .map(|_| sent - u64::from(waiting))
     }
-
-    /// Parent: the counts and clocks of a timed worker, read at one moment.
-    pub(crate) fn stamps(&self) -> Stamps {
-        let (started, finished) = self.counts();
-        let c = self.cells();
-        Stamps {
-            started,
-            finished,
-            started_at_ns: c.started_at_ns.load(Ordering::Relaxed),
-            finished_at_ns: c.finished_at_ns.load(Ordering::Relaxed),
-            now_ns: now_ns(),
-        }
-    }
-
-    /// How long the running task has run, if one is running (an MPI rank's own
-    /// watchdog reads its page this way).
-    #[cfg_attr(not(feature = "mpi"), allow(dead_code))]
-    pub(crate) fn running_for(&self) -> Option<Duration> {
-        let s = self.stamps();
-        (s.started > s.finished)
-            .then(|| Duration::from_nanos(s.now_ns.saturating_sub(s.started_at_ns)))
-    }
-}
-
-/// A worker's progress as the parent read it: counts over the worker's life, and
-/// CLOCK_MONOTONIC nanoseconds (the clocks only on timed workers).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(crate) struct Stamps {
-    /// Tasks started.
-    pub(crate) started: u64,
-    /// Tasks finished (outcome encoded and dropped).
-    pub(crate) finished: u64,
-    /// When the last task started.
-    pub(crate) started_at_ns: u64,
-    /// When the last task finished.
-    pub(crate) finished_at_ns: u64,
-    /// When these were read.
-    pub(crate) now_ns: u64,
-}
-
-impl Drop for Progress {
-    fn drop(&mut self) {
-        // SAFETY: we mapped exactly this region in `map` and nothing borrows it past `self`.
-        unsafe {
-            let _ = rustix::mm::munmap(self.cells.as_ptr().cast(), MAP_LEN);
-        }
-    }
-}
-
-/// CLOCK_MONOTONIC in nanoseconds: the same clock in every process of the machine.
-pub(crate) fn now_ns() -> u64 {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
-    (t.tv_sec as u64).saturating_mul(1_000_000_000) + t.tv_nsec as u64
 }
 
 #[cfg(test)]

@@ -1096,7 +1096,7 @@ mod tests {
         assert_too_big(decode_as::<_, Vec<Port>>(&vec![1u32, 70000]), "Port");
         assert_too_big(
             decode_as::<_, Option<Port>>(&Some(70000u32)),
-            "Option<fondo::codec::tests::Port>",
+            "Option<fondo::boundary::codec::tests::Port>",
         );
         let config = Config {
             name: "db".to_string(),
@@ -1151,7 +1151,10 @@ mod tests {
         let kept = decode::<Shape<u32>>(&[9]).expect_err("no variant 9");
         let message = kept.custom.expect("serde's message");
         assert!(message.contains("variant index 0 <= i < 4"), "{message}");
-        assert_eq!(kept.origin, Some("fondo::codec::tests::Shape<u32>"));
+        assert_eq!(
+            kept.origin,
+            Some("fondo::boundary::codec::tests::Shape<u32>")
+        );
         // A visitor without `visit_u32` for a `u32`: serde's `invalid_type`.
         struct NotANumber;
         impl<'de> Deserialize<'de> for NotANumber {

@@ -2,11 +2,11 @@
 //! entry point from a fixed anchor in the same executable, valid in every process
 //! running that executable whatever ASLR did.
 
+use super::clock::TaskClock;
 use super::code_range::CodeRange;
-use super::item::{decode_next, encode_item};
-use super::lanes::AnswerBuf;
-use super::progress::Progress;
-use super::wire::{Out, TaskFailure, WireResult, push_item};
+use super::failure::{TaskFailure, WireResult};
+use super::item::{Out, decode_next, encode_item, push_item};
+use super::spill::AnswerBuf;
 use crate::error::Payload;
 use crate::task::Task;
 use serde::Serialize;
@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 
 /// A batch entry point: decodes `count` argument tuples from `args`, runs the task
 /// on each and appends `count` encoded outcomes to `out`.
-pub(crate) type EntryFn = fn(args: &[u8], count: u32, out: &mut AnswerBuf<'_>, progress: &Progress);
+pub(crate) type EntryFn = fn(args: &[u8], count: u32, out: &mut AnswerBuf<'_>, clock: &TaskClock);
 
 /// The fixed point offsets are measured from. Never inlined or merged: it must have
 /// an address of its own.
@@ -79,6 +79,24 @@ impl Resolver {
     }
 }
 
+/// Runs the pool's initializer, if it has one; the panic's message (or why it could
+/// not be run) if it failed.
+pub(crate) fn initialize(
+    resolver: &Resolver,
+    initializer: Option<i64>,
+) -> std::result::Result<(), String> {
+    let Some(offset) = initializer else {
+        return Ok(());
+    };
+    let init = resolver
+        .init_fn(offset)
+        .ok_or_else(|| "its offset is outside this executable's code".to_owned())?;
+    crate::panic::catch(init).map_err(|caught| match caught.location {
+        Some(at) => format!("panicked at {at}: {}", caught.message),
+        None => format!("panicked: {}", caught.message),
+    })
+}
+
 /// Conjures the zero-sized callable `F` in a process that never saw the value.
 ///
 /// What may be conjured (see `Processes`): zero-sized, checked here at compile
@@ -111,7 +129,7 @@ fn conjure<F: Copy>() -> F {
 /// once its outcome is encoded and dropped: a worker that dies anywhere in between
 /// (a `Deserialize`, the task, a `Serialize` or a `Drop` that aborts or exits) is
 /// blamed on this task, never on a neighbour and never on nobody.
-fn entry_point<F, Args>(mut args: &[u8], count: u32, out: &mut AnswerBuf<'_>, progress: &Progress)
+fn entry_point<F, Args>(mut args: &[u8], count: u32, out: &mut AnswerBuf<'_>, clock: &TaskClock)
 where
     F: Task<Args> + Copy,
     Args: DeserializeOwned,
@@ -119,12 +137,12 @@ where
 {
     let f = conjure::<F>();
     for _ in 0..count {
-        progress.start_task();
+        clock.start_task();
         let outcome = decode_next::<Args>(&mut args, Payload::Arguments)
             .map_err(TaskFailure::from)
             .and_then(|a| crate::panic::catch(|| f.call(a)).map_err(TaskFailure::from));
         push_outcome(out, outcome);
-        progress.finish_task();
+        clock.finish_task();
     }
 }
 

@@ -10,17 +10,13 @@
 //! - an *up* lane is written by the worker before it sends `DoneInLane`, read by the
 //!   parent while it decodes that answer, and handed back through the progress page.
 
+use super::messages::{FromWorker, body_len};
 use super::shm::Region;
-use super::spill::{SpillBuf, Window, WindowSource};
-use super::wire::{FromWorker, body_len};
 use crate::error::{Error, Result};
 use std::os::fd::{BorrowedFd, OwnedFd};
 
 /// Lanes each way: two, so one body can be written while the other is read.
 pub(crate) const LANES: usize = 2;
-
-/// Bodies at least this big go through a lane; smaller ones are cheaper inline.
-pub(crate) const LANE_MIN: usize = 1 << 20;
 
 /// Which way a lane carries bodies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,18 +105,18 @@ impl Lanes {
         unsafe { self.region.read(at, len) }
     }
 
-    /// Up lane `lane`, for the worker to encode an answer straight into.
+    /// Up lane `lane`, whole, for the worker to encode an answer straight into.
     ///
     /// # Safety
     /// Worker side, with the lane free: the parent has handed it back after every
-    /// body sent through it, so it reads it no more until the next `DoneInLane`.
-    pub(crate) unsafe fn up_lane(&self, lane: usize) -> Result<UpLane<'_>> {
+    /// body sent through it, so it reads it no more until the next `DoneInLane`;
+    /// and the caller holds no other slice of it.
+    // A window into shared memory: exclusive by the lane protocol, not by borrow.
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn up_window(&self, lane: usize) -> Result<&mut [u8]> {
         let at = self.start(Way::Up, lane, 0)?;
-        Ok(UpLane {
-            lanes: self,
-            lane,
-            at,
-        })
+        // SAFETY: forwarded from the caller's contract.
+        unsafe { self.region.write_window(at, self.lane_len) }
     }
 
     /// Gives the lanes' memory back to the system; the next body faults it in again.
@@ -129,47 +125,6 @@ impl Lanes {
         self.region.release(0, self.lane_len * 2 * LANES);
     }
 }
-
-/// A free up lane, owned by the worker while it encodes an answer into it.
-pub(crate) struct UpLane<'l> {
-    lanes: &'l Lanes,
-    lane: usize,
-    at: usize,
-}
-
-impl UpLane<'_> {
-    /// Which lane this is.
-    pub(crate) fn lane(&self) -> usize {
-        self.lane
-    }
-}
-
-impl Window for UpLane<'_> {
-    #[inline]
-    fn window(&mut self) -> &mut [u8] {
-        // SAFETY: `up_lane`'s contract: the worker owns the lane until it sends the
-        // answer, and this is its only window over it.
-        unsafe { self.lanes.region.write_window(self.at, self.lanes.lane_len) }.unwrap_or_default()
-    }
-
-    fn bytes(&self, len: usize) -> &[u8] {
-        // SAFETY: as for `window`: nobody else writes the lane meanwhile.
-        unsafe { self.lanes.region.read(self.at, len) }.unwrap_or_default()
-    }
-}
-
-/// The up lane an answer may move into when it grows big, if one is free.
-pub(crate) struct FreeUpLane<'l>(pub(crate) Option<UpLane<'l>>);
-
-impl<'l> WindowSource for FreeUpLane<'l> {
-    type W = UpLane<'l>;
-    fn take(&mut self) -> Option<UpLane<'l>> {
-        self.0.take()
-    }
-}
-
-/// A worker's outcomes being encoded: on the heap while small, in a free up lane once big.
-pub(crate) type AnswerBuf<'l> = SpillBuf<FreeUpLane<'l>>;
 
 /// A worker's answer, its body found wherever it travelled.
 pub(crate) struct Answer<'a> {
@@ -232,7 +187,8 @@ impl<'a> Answer<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::process::wire::Out;
+    use crate::boundary::item::Out;
+    use crate::boundary::spill::{AnswerBuf, FreeWindow, Place, SPILL_MIN as LANE_MIN};
 
     #[test]
     fn the_four_lanes_are_apart_and_seen_by_both_mappings() {
@@ -271,7 +227,7 @@ mod tests {
             assert!(lanes.write(Way::Down, 0, &[0; 4097]).is_err());
             assert!(lanes.read(Way::Up, 0, 4097).is_err());
             assert!(lanes.read(Way::Down, 7, 1).is_err());
-            assert!(lanes.up_lane(LANES).is_err());
+            assert!(lanes.up_window(LANES).is_err());
         }
         let fd = lanes.fd().expect("open").try_clone_to_owned().expect("dup");
         assert!(Lanes::open(fd, 8192).is_err(), "size mismatch refused");
@@ -287,16 +243,16 @@ mod tests {
             .expect("dup");
         let worker = Lanes::open(fd, 4 * LANE_MIN).expect("open");
         // SAFETY: single-threaded test: the lane is free.
-        let lane = unsafe { worker.up_lane(1) }.expect("lane");
-        let mut out = AnswerBuf::new(Vec::new(), Some(FreeUpLane(Some(lane))));
+        let window = unsafe { worker.up_window(1) }.expect("lane");
+        let mut out = AnswerBuf::new(Vec::new(), Some(FreeWindow(Some(window))));
         out.extend(&vec![42u8; LANE_MIN + 3]);
-        let (crate::process::spill::Place::Window { window, len }, _) = out.finish() else {
+        let (Place::Window { len, .. }, _) = out.finish() else {
             panic!("a big answer moves into the lane");
         };
         let header = FromWorker::DoneInLane {
             job: 7,
             count: 1,
-            lane: window.lane() as u8,
+            lane: 1,
             len: len as u64,
         };
         // SAFETY: the "worker" is done writing; nobody touches the lane meanwhile.

@@ -69,6 +69,12 @@ impl Region {
         })
     }
 
+    /// Where the mapping starts (page-aligned), for a caller that lays its own
+    /// atomic cells over the region (`progress.rs`).
+    pub(crate) fn base(&self) -> std::ptr::NonNull<u8> {
+        self.base
+    }
+
     /// The memfd, to hand to a worker; an error once it was closed.
     pub(crate) fn fd(&self) -> Result<BorrowedFd<'_>> {
         self.fd

@@ -8,9 +8,8 @@
 //! job's arguments returns it. Freed slots stay warm for the next big arguments and
 //! give their memory back once they have sat unused a while.
 
-use super::lanes::LANE_MIN;
 use super::shm::Region;
-use super::spill::{Place, SpillBuf, Window, WindowSource};
+use crate::boundary::spill::{Place, SPILL_MIN, SpillBuf, Window, WindowSource};
 use crate::error::{Error, Result};
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -37,7 +36,7 @@ impl Arena {
     /// The arena for a pool of `workers` (parent side); `None` when frames are too
     /// small to ever use it.
     pub(crate) fn for_pool(workers: usize, max_frame: usize) -> Result<Option<Arc<Arena>>> {
-        if max_frame < LANE_MIN {
+        if max_frame < SPILL_MIN {
             return Ok(None);
         }
         let slots = workers.saturating_mul(SLOTS_PER_WORKER).clamp(1, MAX_SLOTS);
@@ -229,7 +228,7 @@ impl AsRef<[u8]> for ArgBytes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::process::wire::{Out, push_item};
+    use crate::boundary::item::{Out, push_item};
 
     fn arena(workers: usize) -> Arc<Arena> {
         Arena::for_pool(workers, 4 << 20)
@@ -244,7 +243,7 @@ mod tests {
         push_item(&mut small, &[1u8; 100][..]).expect("encode");
         assert!(ArgBytes::from(small).in_arena().is_none());
 
-        let big = vec![7u8; LANE_MIN + 10];
+        let big = vec![7u8; SPILL_MIN + 10];
         let mut buf = ArgBuf::new(Vec::new(), Some(arena.clone()));
         push_item(&mut buf, &(1u32, 2u32)).expect("encode");
         push_item(&mut buf, &big).expect("encode");
@@ -262,7 +261,7 @@ mod tests {
     fn a_worker_mapping_reads_what_the_parent_encoded() {
         let arena = arena(1);
         let mut buf = ArgBuf::new(Vec::new(), Some(arena.clone()));
-        push_item(&mut buf, &vec![3u8; 2 * LANE_MIN]).expect("encode");
+        push_item(&mut buf, &vec![3u8; 2 * SPILL_MIN]).expect("encode");
         let frozen = ArgBytes::from(buf);
         let (slot, len) = frozen.in_arena().expect("in the arena");
         let fd = arena.fd().expect("open").try_clone_to_owned().expect("dup");
@@ -283,48 +282,48 @@ mod tests {
         let held: Vec<ArgBytes> = (0..arena.slots())
             .map(|_| {
                 let mut buf = ArgBuf::new(Vec::new(), Some(arena.clone()));
-                buf.extend(&vec![1u8; LANE_MIN]);
+                buf.extend(&vec![1u8; SPILL_MIN]);
                 ArgBytes::from(buf)
             })
             .collect();
         assert!(held.iter().all(|a| a.in_arena().is_some()));
         let mut extra = ArgBuf::new(Vec::new(), Some(arena.clone()));
-        extra.extend(&vec![2u8; LANE_MIN]);
+        extra.extend(&vec![2u8; SPILL_MIN]);
         extra.push(9);
         let extra = ArgBytes::from(extra);
         assert!(extra.in_arena().is_none(), "no slot free: heap");
-        assert_eq!(extra.len(), LANE_MIN + 1);
+        assert_eq!(extra.len(), SPILL_MIN + 1);
         let freed = held
             .last()
             .and_then(ArgBytes::in_arena)
             .map(|(slot, _)| slot);
         drop(held);
         let mut again = ArgBuf::new(Vec::new(), Some(arena.clone()));
-        again.extend(&vec![3u8; LANE_MIN]);
+        again.extend(&vec![3u8; SPILL_MIN]);
         let reused = ArgBytes::from(again).in_arena().map(|(slot, _)| slot);
         assert_eq!(reused, freed, "the warmest free slot is taken first");
     }
 
     #[test]
     fn arguments_that_outgrow_a_slot_go_back_to_the_heap_intact() {
-        let arena = Arena::for_pool(1, LANE_MIN)
+        let arena = Arena::for_pool(1, SPILL_MIN)
             .expect("create")
             .expect("arena");
         let mut buf = ArgBuf::new(Vec::new(), Some(arena));
-        buf.extend(&vec![5u8; LANE_MIN - 2]);
+        buf.extend(&vec![5u8; SPILL_MIN - 2]);
         buf.extend(&[6u8; 2]); // moves into the slot, which it fills exactly
         buf.extend(&[7u8; 10]);
         let frozen = ArgBytes::from(buf);
         assert!(frozen.in_arena().is_none());
-        assert_eq!(frozen.len(), LANE_MIN + 10);
-        assert_eq!(frozen[LANE_MIN - 3..LANE_MIN + 1], [5, 6, 6, 7][..]);
+        assert_eq!(frozen.len(), SPILL_MIN + 10);
+        assert_eq!(frozen[SPILL_MIN - 3..SPILL_MIN + 1], [5, 6, 6, 7][..]);
     }
 
     #[test]
     fn idle_free_slots_give_their_memory_back() {
         let arena = arena(1);
         let mut buf = ArgBuf::new(Vec::new(), Some(arena.clone()));
-        buf.extend(&vec![1u8; LANE_MIN]);
+        buf.extend(&vec![1u8; SPILL_MIN]);
         let (slot, _) = ArgBytes::from(buf).in_arena().expect("in the arena");
         assert!(
             arena.release_idle(Duration::from_secs(60)).is_some(),

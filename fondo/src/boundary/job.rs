@@ -1,9 +1,8 @@
-//! `ProcJob`: a batch with its arguments already encoded, its function named by
-//! offset, and a type-erased sink that decodes the worker's answer.
+//! `EncodedJob`: a batch with its arguments already encoded, its function named by
+//! offset, and a type-erased sink that decodes the worker's answer; cut apart when
+//! a worker dies under it (`process::parent::recovery` says where).
 
-use super::arena::{Arena, ArgBuf, ArgBytes};
-use super::item::{decode_outcome, encode_item};
-use super::wire::{Out, next_item};
+use super::item::{Out, decode_outcome, encode_item, next_item};
 use crate::backend::Batch;
 use crate::error::{Error, Payload, Result};
 use crate::sink::Sink;
@@ -37,71 +36,48 @@ impl<R: DeserializeOwned + Send + 'static> Outcomes for Typed<R> {
     }
 }
 
-/// Where arguments are encoded: big ones into the pool's shared arena, the rest
-/// into heap buffers, large ones kept for reuse (a fresh multi-megabyte buffer costs
-/// a page fault per 4 KiB, more than encoding into it).
-#[derive(Default)]
-pub(crate) struct Buffers {
-    spare: std::sync::Mutex<Vec<Vec<u8>>>,
-    arena: Option<Arc<Arena>>,
+/// Where a backend's encoded arguments live: a worker process's pool encodes big
+/// ones straight into shared memory (`process::parent::buffers`), an MPI pool on
+/// the heap ([`HeapArgs`]).
+pub(crate) trait ArgStore: Send + Sync + 'static {
+    /// A buffer arguments are being encoded into.
+    type Buf: Out;
+    /// Encoded arguments, read-only from now on.
+    type Bytes: std::ops::Deref<Target = [u8]> + Send + Sync + 'static;
+    /// An empty buffer to encode into.
+    fn take(&self) -> Self::Buf;
+    /// The buffer's bytes, frozen.
+    fn freeze(buf: Self::Buf) -> Self::Bytes;
+    /// Bytes cut from a job's arguments (after a worker died), as arguments.
+    fn from_heap(bytes: Vec<u8>) -> Self::Bytes;
 }
 
-/// Buffers smaller than this are not worth keeping.
-const KEEP_BUFFER: usize = 1 << 20;
-/// At most this many are kept.
-const KEEP_COUNT: usize = 4;
+/// Arguments on the heap, nothing shared: for backends without shared memory.
+#[derive(Debug, Default)]
+#[cfg_attr(not(feature = "mpi"), allow(dead_code))]
+pub(crate) struct HeapArgs;
 
-impl Buffers {
-    /// Buffers that move big arguments into `arena`.
-    pub(crate) fn new(arena: Option<Arc<Arena>>) -> Buffers {
-        Buffers {
-            spare: std::sync::Mutex::default(),
-            arena,
-        }
+impl ArgStore for HeapArgs {
+    type Buf = Vec<u8>;
+    type Bytes = Vec<u8>;
+    fn take(&self) -> Vec<u8> {
+        Vec::new()
     }
-
-    /// The arena big arguments go to, to hand to workers.
-    pub(crate) fn arena(&self) -> Option<&Arc<Arena>> {
-        self.arena.as_ref()
+    fn freeze(buf: Vec<u8>) -> Vec<u8> {
+        buf
     }
-
-    /// An empty buffer, with capacity left from an earlier job when there is one.
-    pub(crate) fn take(&self) -> ArgBuf {
-        let mut spare = self
-            .spare
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .pop()
-            .unwrap_or_default();
-        spare.clear();
-        ArgBuf::new(spare, self.arena.clone())
-    }
-
-    /// Keeps a finished job's heap buffer if it is large and nobody else holds it
-    /// (an arena slot goes back to the arena by itself).
-    pub(crate) fn give(&self, args: Arc<ArgBytes>) {
-        let Some(buf) = Arc::try_unwrap(args).ok().and_then(ArgBytes::into_heap) else {
-            return;
-        };
-        if buf.capacity() < KEEP_BUFFER {
-            return;
-        }
-        let mut spare = self
-            .spare
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if spare.len() < KEEP_COUNT {
-            spare.push(buf);
-        }
+    fn from_heap(bytes: Vec<u8>) -> Vec<u8> {
+        bytes
     }
 }
 
-/// A batch ready for the wire.
-pub(crate) struct ProcJob {
+/// A batch ready for the wire: its arguments encoded, its function named by
+/// offset, and a type-erased sink that decodes the worker's answer.
+pub(crate) struct EncodedJob<S: ArgStore> {
     /// Offset of the entry point that runs this batch.
     pub(crate) entry: i64,
     /// The encoded argument tuples, shared so a resend after a worker death is free.
-    pub(crate) args: Arc<ArgBytes>,
+    pub(crate) args: Arc<S::Bytes>,
     pub(crate) count: u32,
     /// Index of the first task in its submission.
     pub(crate) start: usize,
@@ -112,15 +88,15 @@ pub(crate) struct ProcJob {
     pub(crate) free_reruns: u32,
 }
 
-impl ProcJob {
+impl<S: ArgStore> EncodedJob<S> {
     /// Encodes a batch. An argument that fails to encode fails its own task; the
     /// tasks around it still run (as separate jobs, to keep indices contiguous).
     /// Arguments are written into buffers recycled from earlier jobs.
     pub(crate) fn encode<F, Args>(
         batch: Batch<Args, F::Output>,
         max_frame: usize,
-        buffers: &Buffers,
-    ) -> Vec<ProcJob>
+        store: &S,
+    ) -> Vec<EncodedJob<S>>
     where
         F: Task<Args> + Copy,
         Args: Serialize + DeserializeOwned,
@@ -131,14 +107,14 @@ impl ProcJob {
             sink: batch.sink.clone(),
         });
         let mut jobs = Vec::new();
-        let mut args = buffers.take();
+        let mut args = store.take();
         let mut first = batch.start;
         let mut count = 0u32;
-        let flush = |args: &mut ArgBuf, first: usize, count: &mut u32, jobs: &mut Vec<ProcJob>| {
+        let flush = |args: &mut S::Buf, first: usize, count: &mut u32, jobs: &mut Vec<Self>| {
             if *count > 0 {
-                jobs.push(ProcJob {
+                jobs.push(EncodedJob {
                     entry,
-                    args: Arc::new(ArgBytes::from(std::mem::replace(args, buffers.take()))),
+                    args: Arc::new(S::freeze(std::mem::replace(args, store.take()))),
                     count: *count,
                     start: first,
                     outcomes: outcomes.clone(),
@@ -179,21 +155,21 @@ impl ProcJob {
     }
 
     /// Splits off tasks `at..` into a second job; `None` if the arguments are unreadable.
-    pub(crate) fn split_off(&mut self, at: u32) -> Option<ProcJob> {
+    pub(crate) fn split_off(&mut self, at: u32) -> Option<Self> {
         if at >= self.count {
             return None;
         }
         let cut = byte_offset(&self.args, at)?;
-        let tail = ProcJob {
+        let tail = EncodedJob {
             entry: self.entry,
-            args: Arc::new(ArgBytes::Heap(self.args[cut..].to_vec())),
+            args: Arc::new(S::from_heap(self.args[cut..].to_vec())),
             count: self.count - at,
             start: self.start + at as usize,
             outcomes: self.outcomes.clone(),
             attempts: self.attempts,
             free_reruns: self.free_reruns,
         };
-        self.args = Arc::new(ArgBytes::Heap(self.args[..cut].to_vec()));
+        self.args = Arc::new(S::from_heap(self.args[..cut].to_vec()));
         self.count = at;
         Some(tail)
     }
@@ -201,7 +177,7 @@ impl ProcJob {
     /// Cuts the job at each of `cuts` (task offsets, ascending, inside the job):
     /// the pieces in order. Where the arguments cannot be cut (unreadable), the
     /// piece before the cut keeps the rest.
-    pub(crate) fn cut(mut self, cuts: &[u32]) -> Vec<ProcJob> {
+    pub(crate) fn cut(mut self, cuts: &[u32]) -> Vec<Self> {
         let mut pieces = Vec::with_capacity(cuts.len() + 1);
         for &at in cuts.iter().rev() {
             if let Some(tail) = self.split_off(at) {
@@ -231,7 +207,7 @@ impl ProcJob {
     }
 }
 
-impl crate::queue::Refusable for ProcJob {
+impl<S: ArgStore> crate::queue::Refusable for EncodedJob<S> {
     fn refuse(self, error: &Error) {
         self.fail(error);
     }
@@ -244,4 +220,70 @@ fn byte_offset(bytes: &[u8], n: u32) -> Option<usize> {
         next_item(&mut rest)?;
     }
     Some(bytes.len() - rest.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::result::MapSink;
+
+    /// A job of tasks `0..n` (arguments `10 + i`) feeding a `map`'s sink.
+    fn job_of(n: usize) -> (crate::AsyncResult<Vec<u64>>, EncodedJob<HeapArgs>) {
+        fn plus_one(x: u64) -> u64 {
+            x + 1
+        }
+        fn encode<F: Task<(u64,), Output = u64> + Copy>(
+            _: F,
+            batch: Batch<(u64,), u64>,
+        ) -> Vec<EncodedJob<HeapArgs>> {
+            EncodedJob::encode::<F, (u64,)>(batch, 1 << 20, &HeapArgs)
+        }
+        let (result, sink) = MapSink::<u64>::new(n);
+        let batch = Batch {
+            items: (0..n as u64).map(|i| (10 + i,)).collect(),
+            start: 0,
+            sink,
+        };
+        let mut jobs = encode(plus_one, batch);
+        assert_eq!(jobs.len(), 1);
+        (result, jobs.remove(0))
+    }
+
+    #[test]
+    fn a_job_cuts_into_pieces_that_keep_their_tasks_and_counters() {
+        let (result, mut job) = job_of(6);
+        job.attempts = 2;
+        job.free_reruns = 1;
+        let pieces = job.cut(&[1, 4, 5]);
+        let shape: Vec<(usize, u32, u32, u32)> = pieces
+            .iter()
+            .map(|p| (p.start, p.count, p.attempts, p.free_reruns))
+            .collect();
+        assert_eq!(
+            shape,
+            [(0, 1, 2, 1), (1, 3, 2, 1), (4, 1, 2, 1), (5, 1, 2, 1)]
+        );
+        // Each piece's arguments are exactly its tasks' items.
+        for piece in &pieces {
+            let mut bytes = &piece.args[..];
+            for i in 0..piece.count {
+                let item = next_item(&mut bytes).expect("an item per task");
+                let (x,): (u64,) = postcard::from_bytes(item).expect("decodes");
+                assert_eq!(x, 10 + piece.start as u64 + u64::from(i));
+            }
+            assert!(bytes.is_empty());
+        }
+        for piece in pieces {
+            piece.fail(&Error::Terminated);
+        }
+        assert!(matches!(result.get(), Err(Error::Terminated)));
+    }
+
+    #[test]
+    fn cuts_outside_the_job_change_nothing() {
+        let (_result, job) = job_of(3);
+        let pieces = job.cut(&[3, 7]);
+        assert_eq!(pieces.len(), 1);
+        assert_eq!(pieces[0].count, 3);
+    }
 }

@@ -212,7 +212,7 @@ pub(crate) struct Sent {
 /// task finished.
 pub(crate) fn overdue(
     limit_ns: u64,
-    stamps: super::progress::Stamps,
+    stamps: crate::boundary::clock::Stamps,
     flights: &[Sent],
 ) -> Option<Overdue> {
     let late = |since: u64| stamps.now_ns.saturating_sub(since) > limit_ns;
@@ -240,7 +240,7 @@ pub(crate) fn overdue(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::process::progress::Stamps;
+    use crate::boundary::clock::Stamps;
 
     fn flight(first_task: u64, count: u32) -> Flight {
         Flight {

@@ -322,7 +322,7 @@ impl Refusal {
             "fondo: process {} refuses to serve as a worker: {self} \
              (it was started with the {} marker; see fondo's RELIABILITY.md, Security)",
             std::process::id(),
-            super::spawn::WORKER_ENV,
+            crate::process::parent::spawn::WORKER_ENV,
         );
         std::process::exit(REFUSED)
     }

@@ -1,9 +1,12 @@
 //! `SpillBuf`: an encoding buffer that starts on the heap and, once it holds
-//! `LANE_MIN` bytes, moves into a window of shared memory and goes on writing there,
-//! so a big value is encoded once, straight where the other process reads it.
+//! [`SPILL_MIN`] bytes, moves into a window of shared memory and goes on writing
+//! there, so a big value is encoded once, straight where the other process reads it.
 
-use super::lanes::LANE_MIN;
-use super::wire::Out;
+use super::item::Out;
+
+/// Bodies at least this big move into shared memory (an up lane, an arena slot);
+/// smaller ones are cheaper inline in a frame.
+pub(crate) const SPILL_MIN: usize = 1 << 20;
 
 /// Shared memory a buffer may write into, owned by the writer until handed over.
 pub(crate) trait Window {
@@ -32,7 +35,7 @@ pub(crate) enum Place<W> {
 /// An encoding buffer that moves into shared memory when it grows big (and back to
 /// the heap, intact, if it outgrows the window).
 pub(crate) struct SpillBuf<S: WindowSource> {
-    /// Asked for a window when the bytes reach `LANE_MIN`; `None` once asked.
+    /// Asked for a window when the bytes reach `SPILL_MIN`; `None` once asked.
     source: Option<S>,
     place: Place<S::W>,
     /// The heap buffer while the bytes are in a window, kept for reuse.
@@ -79,7 +82,7 @@ impl<S: WindowSource> SpillBuf<S> {
     #[inline(never)]
     fn extend_moving(&mut self, bytes: &[u8]) {
         if self.source.is_some()
-            && matches!(&self.place, Place::Heap(v) if v.len() + bytes.len() >= LANE_MIN)
+            && matches!(&self.place, Place::Heap(v) if v.len() + bytes.len() >= SPILL_MIN)
         {
             self.move_to_window();
         }
@@ -135,7 +138,7 @@ impl<S: WindowSource> Out for SpillBuf<S> {
                     return;
                 }
             }
-            Place::Heap(v) if self.source.is_none() || v.len() + bytes.len() < LANE_MIN => {
+            Place::Heap(v) if self.source.is_none() || v.len() + bytes.len() < SPILL_MIN => {
                 v.extend_from_slice(bytes);
                 return;
             }
@@ -158,7 +161,7 @@ impl<S: WindowSource> Out for SpillBuf<S> {
                     return;
                 }
             }
-            Place::Heap(v) if self.source.is_none() || v.len() + 1 < LANE_MIN => {
+            Place::Heap(v) if self.source.is_none() || v.len() + 1 < SPILL_MIN => {
                 v.push(byte);
                 return;
             }
@@ -184,6 +187,32 @@ impl<S: WindowSource> Out for SpillBuf<S> {
         }
     }
 }
+
+/// Shared memory lent whole to a buffer: a worker's free up lane, say.
+impl Window for &mut [u8] {
+    #[inline]
+    fn window(&mut self) -> &mut [u8] {
+        self
+    }
+
+    fn bytes(&self, len: usize) -> &[u8] {
+        self.get(..len).unwrap_or_default()
+    }
+}
+
+/// The window an answer may move into when it grows big, if one is free.
+pub(crate) struct FreeWindow<'w>(pub(crate) Option<&'w mut [u8]>);
+
+impl<'w> WindowSource for FreeWindow<'w> {
+    type W = &'w mut [u8];
+    fn take(&mut self) -> Option<&'w mut [u8]> {
+        self.0.take()
+    }
+}
+
+/// A worker's outcomes being encoded: on the heap while small, in a free window
+/// of shared memory once big. The one output type every entry point writes to.
+pub(crate) type AnswerBuf<'w> = SpillBuf<FreeWindow<'w>>;
 
 #[cfg(test)]
 mod tests {
@@ -219,36 +248,36 @@ mod tests {
 
     #[test]
     fn small_stays_big_moves_too_big_comes_back_intact() {
-        let mut small = SpillBuf::new(Vec::new(), Some(OneBox(4 * LANE_MIN)));
+        let mut small = SpillBuf::new(Vec::new(), Some(OneBox(4 * SPILL_MIN)));
         small.extend(b"abc");
         small.push(b'd');
         let (place, _) = small.finish();
         assert!(matches!(place, Place::Heap(_)));
         assert_eq!(content(&place), b"abcd");
 
-        let mut big = SpillBuf::new(Vec::new(), Some(OneBox(2 * LANE_MIN)));
+        let mut big = SpillBuf::new(Vec::new(), Some(OneBox(2 * SPILL_MIN)));
         big.extend(&[0; 4]);
-        big.extend(&vec![1u8; LANE_MIN]);
+        big.extend(&vec![1u8; SPILL_MIN]);
         big.patch(0, [9, 9, 9, 9]);
         big.push(2);
-        assert_eq!(big.len(), LANE_MIN + 5);
+        assert_eq!(big.len(), SPILL_MIN + 5);
         let (place, _) = big.finish();
         assert!(matches!(place, Place::Window { .. }));
         let bytes = content(&place);
         assert_eq!(
-            (bytes[..4].to_vec(), bytes[4], bytes[LANE_MIN + 4]),
+            (bytes[..4].to_vec(), bytes[4], bytes[SPILL_MIN + 4]),
             (vec![9; 4], 1, 2)
         );
 
-        let mut over = SpillBuf::new(Vec::new(), Some(OneBox(LANE_MIN)));
-        over.extend(&vec![3u8; LANE_MIN]);
+        let mut over = SpillBuf::new(Vec::new(), Some(OneBox(SPILL_MIN)));
+        over.extend(&vec![3u8; SPILL_MIN]);
         over.extend(&[4u8; 3]);
-        over.truncate(LANE_MIN + 2);
+        over.truncate(SPILL_MIN + 2);
         let (place, _) = over.finish();
         assert!(matches!(place, Place::Heap(_)), "outgrew its window");
         let bytes = content(&place);
-        assert_eq!(bytes.len(), LANE_MIN + 2);
-        assert_eq!(bytes[LANE_MIN - 1..], [3, 4, 4][..]);
+        assert_eq!(bytes.len(), SPILL_MIN + 2);
+        assert_eq!(bytes[SPILL_MIN - 1..], [3, 4, 4][..]);
     }
 
     /// One step of a random encoding.
@@ -263,10 +292,10 @@ mod tests {
     fn op() -> impl proptest::strategy::Strategy<Value = Op> {
         use proptest::prelude::*;
         prop_oneof![
-            (0..LANE_MIN / 2, any::<u8>()).prop_map(|(n, b)| Op::Extend(n, b)),
+            (0..SPILL_MIN / 2, any::<u8>()).prop_map(|(n, b)| Op::Extend(n, b)),
             any::<u8>().prop_map(Op::Push),
-            (0..3 * LANE_MIN).prop_map(Op::Truncate),
-            (0..3 * LANE_MIN, any::<u8>()).prop_map(|(at, b)| Op::Patch(at, b)),
+            (0..3 * SPILL_MIN).prop_map(Op::Truncate),
+            (0..3 * SPILL_MIN, any::<u8>()).prop_map(|(at, b)| Op::Patch(at, b)),
         ]
     }
 
@@ -288,7 +317,7 @@ mod tests {
         #[test]
         fn any_sequence_of_writes_ends_as_in_a_vec(
             ops in proptest::collection::vec(op(), 1..12),
-            window in LANE_MIN..3 * LANE_MIN,
+            window in SPILL_MIN..3 * SPILL_MIN,
         ) {
             let mut vec = Vec::new();
             let mut buf = SpillBuf::new(Vec::new(), Some(OneBox(window)));
@@ -312,9 +341,9 @@ mod tests {
             }
         }
         let mut buf = SpillBuf::new(Vec::new(), Some(NoBox));
-        buf.extend(&vec![1u8; LANE_MIN + 1]);
+        buf.extend(&vec![1u8; SPILL_MIN + 1]);
         buf.push(7);
         let (place, _) = buf.finish();
-        assert!(matches!(&place, Place::Heap(v) if v.len() == LANE_MIN + 2));
+        assert!(matches!(&place, Place::Heap(v) if v.len() == SPILL_MIN + 2));
     }
 }

@@ -1,14 +1,14 @@
 //! Starting a worker process: the same executable re-executed with a private
 //! socketpair and progress page, then a handshake that proves it is the same program.
 
-use super::arena::Arena;
-use super::lanes::Lanes;
-use super::progress::Progress;
-use super::wire::{
-    ExeId, Fill, FrameReader, FrameWriter, FromWorker, PROTOCOL_VERSION, ToWorker, decode_header,
-};
 use crate::config::{Config, DEFAULT_MAX_FRAME};
 use crate::error::{Error, Result};
+use crate::process::ipc::arena::Arena;
+use crate::process::ipc::frames::{Fill, FrameReader, FrameWriter, decode_header};
+use crate::process::ipc::lanes::Lanes;
+use crate::process::ipc::messages::{ExeId, FromWorker, PROTOCOL_VERSION, ToWorker};
+use crate::process::ipc::progress::Progress;
+use crate::process::worker::trust;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
@@ -81,11 +81,11 @@ pub(crate) fn start_worker(
     let WorkerOptions {
         max_frame, timed, ..
     } = *options;
-    super::worker::keep_linked();
-    super::trust::may_start_workers(super::trust::launch())?;
+    crate::process::worker::keep_linked();
+    trust::may_start_workers(trust::launch())?;
     let (ours, theirs) = UnixStream::pair()?;
     let mut progress = Progress::create()?;
-    progress.set_timed(timed);
+    progress.tasks().set_timed(timed);
     let mut lanes = Lanes::create(max_frame).ok();
     let inherited = [
         theirs.as_raw_fd(),
@@ -289,7 +289,9 @@ fn handshake(w: &mut WorkerProcess, options: &WorkerOptions) -> Result<()> {
     }
     w.arena = arena;
     let setup = ToWorker::Setup {
-        initializer: options.initializer.map(super::entry::offset_of_fn),
+        initializer: options
+            .initializer
+            .map(crate::boundary::entry::offset_of_fn),
         keep_freed_memory: options.keep_freed_memory,
     };
     let mut out = FrameWriter::default();

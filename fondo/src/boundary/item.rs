@@ -3,10 +3,122 @@
 //! panics fails that one value, with the type's name and its own message; it never
 //! unwinds into fondo's threads or aborts a worker.
 
-use super::wire::{Out, WireResult, next_item, push_item};
+use super::codec::Kept;
+use super::failure::WireResult;
 use crate::error::{Error, Payload, SerdeStep};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+
+/// Where encoded bytes go: a `Vec`, or a buffer that may move into shared memory
+/// as it grows (`arena::ArgBuf`).
+pub(crate) trait Out {
+    /// Bytes written so far.
+    fn len(&self) -> usize;
+    /// Appends `bytes`.
+    fn extend(&mut self, bytes: &[u8]);
+    /// Appends one byte (postcard writes many that way).
+    fn push(&mut self, byte: u8) {
+        self.extend(&[byte]);
+    }
+    /// Forgets everything after the first `len` bytes.
+    fn truncate(&mut self, len: usize);
+    /// Overwrites the 4 bytes at `at` (a length prefix written earlier).
+    fn patch(&mut self, at: usize, bytes: [u8; 4]);
+}
+
+impl Out for Vec<u8> {
+    fn len(&self) -> usize {
+        Vec::len(self)
+    }
+    #[inline]
+    fn extend(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+    #[inline(always)]
+    fn push(&mut self, byte: u8) {
+        Vec::push(self, byte);
+    }
+    fn truncate(&mut self, len: usize) {
+        Vec::truncate(self, len);
+    }
+    fn patch(&mut self, at: usize, bytes: [u8; 4]) {
+        self[at..at + 4].copy_from_slice(&bytes);
+    }
+}
+
+/// A postcard output that appends to a borrowed buffer, so many values can share
+/// one buffer without a copy each.
+struct AppendTo<'a, O: ?Sized>(&'a mut O);
+
+impl<O: Out + ?Sized> postcard::ser_flavors::Flavor for AppendTo<'_, O> {
+    type Output = ();
+
+    #[inline]
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.0.extend(data);
+        Ok(())
+    }
+    #[inline(always)] // once per byte of a `Vec<u8>`: see `SpillBuf::push`
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.0.push(data);
+        Ok(())
+    }
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
+}
+
+/// Appends `value`'s encoding to `out`; on failure `out` is left as it was, and
+/// the error keeps the message a user's `Serialize` gave it (`codec.rs`).
+pub(crate) fn encode_into<T: Serialize + ?Sized, O: Out + ?Sized>(
+    out: &mut O,
+    value: &T,
+) -> Result<(), Kept<postcard::Error>> {
+    let mark = out.len();
+    let r = super::codec::serialize_with_flavor(value, AppendTo(&mut *out));
+    if r.is_err() {
+        out.truncate(mark);
+    }
+    r
+}
+
+/// Appends `value` as one length-prefixed item (`u32` LE length, then its postcard
+/// bytes), so a reader can skip an item it cannot decode and go on with the next.
+pub(crate) fn push_item<T: Serialize + ?Sized, O: Out + ?Sized>(
+    out: &mut O,
+    value: &T,
+) -> Result<(), Kept<postcard::Error>> {
+    let mark = out.len();
+    out.extend(&[0; 4]);
+    if let Err(e) = encode_into(out, value) {
+        out.truncate(mark);
+        return Err(e);
+    }
+    match u32::try_from(out.len() - mark - 4) {
+        Ok(len) => {
+            out.patch(mark, len.to_le_bytes());
+            Ok(())
+        }
+        Err(_) => {
+            out.truncate(mark);
+            Err(Kept::plain(postcard::Error::SerializeBufferFull))
+        }
+    }
+}
+
+/// Takes the next length-prefixed item off the front of `bytes`; `None` when the
+/// bytes run out or the length points past them.
+pub(crate) fn next_item<'a>(bytes: &mut &'a [u8]) -> Option<&'a [u8]> {
+    let (len, rest) = bytes.split_first_chunk::<4>()?;
+    let len = u32::from_le_bytes(*len) as usize;
+    if rest.len() < len {
+        *bytes = &[];
+        return None;
+    }
+    let (item, rest) = rest.split_at(len);
+    *bytes = rest;
+    Some(item)
+}
 
 /// A value that could not be encoded or decoded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,7 +183,7 @@ pub(crate) fn decode_item<T: DeserializeOwned>(
     bytes: &[u8],
     what: Payload,
 ) -> Result<T, SerdeFailure> {
-    let message = match crate::panic::catch(|| crate::codec::from_bytes::<T>(bytes)) {
+    let message = match crate::panic::catch(|| super::codec::from_bytes::<T>(bytes)) {
         Ok(Ok(value)) => return Ok(value),
         Ok(Err(e)) => e.to_string(),
         Err(caught) => format!("panicked: {}", caught.message),

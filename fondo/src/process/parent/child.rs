@@ -1,14 +1,15 @@
 //! `fondo::spawn`: one function call in a new process, joined like a thread.
 
-use super::entry::offset_of_entry;
-use super::item::{decode_outcome, encode_item};
-use super::lanes::Answer;
 use super::spawn::{
     WorkerOptions, WorkerProcess, start_worker, wait_for_worker, write_all_blocking,
 };
-use super::wire::{Fill, FrameWriter, FromWorker, ToWorker, decode_header, next_item};
+use crate::boundary::entry::offset_of_entry;
+use crate::boundary::item::{decode_outcome, encode_item, next_item};
 use crate::config::DEFAULT_MAX_FRAME;
 use crate::error::{Error, Payload, Result};
+use crate::process::ipc::frames::{Fill, FrameWriter, decode_header};
+use crate::process::ipc::lanes::Answer;
+use crate::process::ipc::messages::{FromWorker, ToWorker};
 use crate::task::Task;
 use serde::Serialize;
 use serde::de::DeserializeOwned;

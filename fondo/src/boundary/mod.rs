@@ -1,0 +1,19 @@
+//! What crosses any process boundary, whatever carries it — a worker process's
+//! socket and shared memory, or an MPI message: how a function is named in another
+//! process (`entry`, `code_range`), how a batch of tasks is encoded and cut
+//! (`job`), how one value is encoded and what a user's `Serialize` or
+//! `Deserialize` may do to it (`item`, `codec`), how a big value moves into shared
+//! memory as it is encoded (`spill`), why a task failed on the far side
+//! (`failure`), and where a worker stamps the stages of its tasks (`clock`).
+//!
+//! The process and MPI backends both build on this layer; neither reaches into the
+//! other.
+
+pub(crate) mod clock;
+pub(crate) mod code_range;
+pub(crate) mod codec;
+pub(crate) mod entry;
+pub(crate) mod failure;
+pub(crate) mod item;
+pub(crate) mod job;
+pub(crate) mod spill;
