@@ -20,7 +20,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use criterion::{BatchSize, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, SamplingMode, Throughput, criterion_main};
 use fondo::Pool;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -220,5 +220,13 @@ fn pool(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, round_trip, tasks, payload, pool);
+/// Every group, with criterion's default configuration and the command line's
+/// options (what `criterion_group!` would write, but private and documented).
+fn benches() {
+    let mut c = Criterion::default().configure_from_args();
+    round_trip(&mut c);
+    tasks(&mut c);
+    payload(&mut c);
+    pool(&mut c);
+}
 criterion_main!(benches);
