@@ -1,9 +1,9 @@
-//! The process pool's overheads (DESIGN.md, "Figures to beat"), each next to the
+//! The process pool's overheads (the README's performance table), each next to the
 //! floor it is judged against, measured in the same run:
 //!
 //! - `round_trip`: `apply_async(noop).get()` on `Pool::processes(2)`, and an 8-byte
 //!   ping-pong over a raw `UnixStream` socketpair with an echo thread, blocking and
-//!   spinning (DESIGN.md's goal: ≤ 15 µs; within 3× the blocking ping-pong).
+//!   spinning (the goal: ≤ 15 µs; within 3× the blocking ping-pong).
 //! - `tasks`: `map(noop, 100k)` with automatic chunks and `imap(noop)` with
 //!   chunksize 1 over 10k items (reported as elements per second).
 //! - `payload`: an 8 MiB `Vec<u8>` through an identity task, the same as a byte
