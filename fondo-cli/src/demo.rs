@@ -18,7 +18,7 @@ use std::time::Duration;
 /// What a section returns; an error counts as a failed check.
 type Outcome = Result<(), Box<dyn std::error::Error>>;
 
-/// Language of the headings and labels.
+/// Language of everything the demo prints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lang {
     /// English (default).
@@ -121,8 +121,8 @@ impl Section {
     }
 }
 
-/// Finds a section by name, unique prefix or number (1-based).
-fn find(name: &str) -> Result<(usize, &'static Section), String> {
+/// Finds a section by name, unique prefix or number (1-based); the error is in `lang`.
+fn find(name: &str, lang: Lang) -> Result<(usize, &'static Section), String> {
     let wanted = name.trim().to_ascii_lowercase();
     let exact = SECTIONS.iter().position(|s| s.name == wanted);
     let numbered = wanted
@@ -137,13 +137,22 @@ fn find(name: &str) -> Result<(usize, &'static Section), String> {
     match exact.or(numbered).or(unique_prefix) {
         Some(i) => Ok((i, &SECTIONS[i])),
         None => {
-            let names: Vec<&str> = SECTIONS.iter().map(|s| s.name).collect();
-            Err(format!(
-                "unknown section '{name}': choose one of {} (or 1-{}); \
-                 `fondo demo --list` describes them",
-                names.join(", "),
-                SECTIONS.len()
-            ))
+            let names = SECTIONS
+                .iter()
+                .map(|s| s.name)
+                .collect::<Vec<_>>()
+                .join(", ");
+            let count = SECTIONS.len();
+            Err(match lang {
+                Lang::En => format!(
+                    "unknown section '{name}': choose one of {names} (or 1-{count}); \
+                     `fondo demo --list` describes them"
+                ),
+                Lang::Es => format!(
+                    "sección desconocida '{name}': elija una de {names} (o 1-{count}); \
+                     `fondo demo --list --lang es` las describe"
+                ),
+            })
         }
     }
 }
@@ -178,16 +187,24 @@ impl Ctx {
         print!("{table}");
     }
 
-    /// Records and prints a check: `check: ok` or `check: FAILED`.
+    /// Records and prints a check: `check: ok` or `check: FAILED` (in Spanish
+    /// `comprobación: ok` or `comprobación: FALLÓ`).
     pub fn check(&mut self, ok: bool, what: &str) -> bool {
         self.checked += 1;
+        let check = tr!(self, "check", "comprobación");
         if ok {
-            println!("  check: ok  {what}");
+            println!("  {check}: ok  {what}");
         } else {
             self.failed += 1;
-            println!("  check: FAILED  {what}");
+            let failed = tr!(self, "FAILED", "FALLÓ");
+            println!("  {check}: {failed}  {what}");
         }
         ok
+    }
+
+    /// A table's check cell: `ok`, or where the first wrong element is.
+    pub fn mark(&self, bad: Option<usize>) -> String {
+        mark(self.lang, bad)
     }
 
     /// The single-thread answer, computed (and timed) the first time it is asked for.
@@ -229,11 +246,12 @@ pub fn first_difference(got: &[BigUint], want: &[BigUint]) -> Option<usize> {
     (0..want.len().max(got.len())).find(|&i| got.get(i) != want.get(i))
 }
 
-/// A table's check cell: `ok`, or where the first wrong element is.
-pub fn mark(bad: Option<usize>) -> String {
-    match bad {
-        None => "ok".to_string(),
-        Some(i) => format!("FAILED at {i}"),
+/// A table's check cell in `lang`: `ok`, or where the first wrong element is.
+fn mark(lang: Lang, bad: Option<usize>) -> String {
+    match (bad, lang) {
+        (None, _) => "ok".to_string(),
+        (Some(i), Lang::En) => format!("FAILED at {i}"),
+        (Some(i), Lang::Es) => format!("FALLÓ en {i}"),
     }
 }
 
@@ -250,7 +268,7 @@ pub fn ratio(a: f64, b: f64) -> String {
 pub fn run(args: &DemoArgs) -> CliResult {
     let lang = Lang::parse(&args.lang)?;
     let chosen: Vec<(usize, &Section)> = match &args.section {
-        Some(name) => vec![find(name)?],
+        Some(name) => vec![find(name, lang)?],
         None => SECTIONS.iter().enumerate().collect(),
     };
     if args.list {
@@ -329,11 +347,16 @@ pub fn run(args: &DemoArgs) -> CliResult {
                 &tr!(ctx, "nothing was checked", "no se comprobó nada"),
             );
         }
-        let status = if ctx.failed == 0 {
-            format!("ok ({})", ctx.checked)
+        let (failed, checked) = (ctx.failed, ctx.checked);
+        let status = if failed == 0 {
+            format!("ok ({checked})")
         } else {
             failed_sections += 1;
-            format!("FAILED ({}/{})", ctx.failed, ctx.checked)
+            tr!(
+                ctx,
+                "FAILED ({failed}/{checked})",
+                "FALLÓ ({failed}/{checked})"
+            )
         };
         summary.push([format!("{}. {}", i + 1, section.name), secs(took), status]);
     }
@@ -351,13 +374,22 @@ pub fn run(args: &DemoArgs) -> CliResult {
         let all = if failed_sections == 0 {
             tr!(ctx, "all ok", "todo ok")
         } else {
-            format!("{failed_sections} FAILED")
+            tr!(
+                ctx,
+                "{failed_sections} FAILED",
+                "{failed_sections} con fallos"
+            )
         };
         t.row(["total".to_string(), secs(total.elapsed_secs()), all]);
         print!("{t}");
     }
     if failed_sections > 0 {
-        return Err(format!("demo: {failed_sections} section(s) FAILED their checks").into());
+        return Err(tr!(
+            ctx,
+            "demo: {failed_sections} section(s) FAILED their checks",
+            "demo: {failed_sections} sección(es) no pasaron sus comprobaciones"
+        )
+        .into());
     }
     Ok(())
 }
@@ -377,6 +409,7 @@ mod tests {
 
     #[test]
     fn sections_by_name_prefix_and_number() {
+        let find = |name| find(name, Lang::En);
         assert_eq!(find("pids").unwrap().0, 2);
         assert_eq!(find("PITFALLS").unwrap().0, 6);
         assert_eq!(find("3").unwrap().1.name, "pids");
@@ -386,6 +419,8 @@ mod tests {
         assert!(find("0").is_err());
         assert!(find("8").is_err());
         assert!(find("nope").unwrap_err().contains("threads, factorial"));
+        let es = super::find("nope", Lang::Es).unwrap_err();
+        assert!(es.starts_with("sección desconocida 'nope'"), "{es}");
     }
 
     #[test]
@@ -412,8 +447,10 @@ mod tests {
         assert_eq!(ratio(1.0, 0.0), "—");
         assert_eq!(short(Duration::from_micros(23)), "23.0 µs");
         assert_eq!(short(Duration::from_millis(12)), "12.00 ms");
-        assert_eq!(mark(None), "ok");
-        assert_eq!(mark(Some(3)), "FAILED at 3");
+        assert_eq!(mark(Lang::En, None), "ok");
+        assert_eq!(mark(Lang::En, Some(3)), "FAILED at 3");
+        assert_eq!(mark(Lang::Es, None), "ok");
+        assert_eq!(mark(Lang::Es, Some(3)), "FALLÓ en 3");
     }
 
     #[test]

@@ -39,7 +39,7 @@ pub struct DemoArgs {
     /// List the sections and exit.
     #[arg(long)]
     pub list: bool,
-    /// Language of the headings: `en` or `es` (the notebook's own).
+    /// Language of the output: `en` or `es` (the notebook's own).
     #[arg(long, default_value = "en")]
     pub lang: String,
 }

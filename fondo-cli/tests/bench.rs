@@ -1,6 +1,6 @@
 //! `fondo bench --quick --no-python --json FILE` runs to the end and writes every
-//! figure in the documented shape. No timing is asserted: benchmarks measure, tests
-//! check behaviour.
+//! figure in the documented shape, and nothing about CPython but the line saying it
+//! was skipped. No timing is asserted: benchmarks measure, tests check behaviour.
 
 use serde_json::Value;
 use std::process::Command;
@@ -29,11 +29,11 @@ const EXPECTED: &[(&str, &str, Option<u64>)] = &[
     ("pool_create_first_close", "fondo_threads", Some(2)),
 ];
 
+/// The goals of a run without CPython (`factorial_processes_vs_cpython` needs it).
 const GOALS: &[&str] = &[
     "factorial_threads_speedup",
     "factorial_threads_vs_rayon",
     "factorial_processes_speedup",
-    "factorial_processes_vs_cpython",
     "apply_async_roundtrip",
     "apply_async_vs_pingpong",
     "map_noop",
@@ -75,11 +75,23 @@ fn quick_bench_writes_every_figure() {
     for heading in [
         "factorial 1000..",
         "process pool overheads",
-        "DESIGN.md goals",
+        "goals, on this run's medians",
     ] {
         assert!(stdout.contains(heading), "no {heading:?} in:\n{stdout}");
     }
     assert!(stdout.contains("CPython reference skipped"), "{stdout}");
+    // --no-python: no CPython column, figure or goal; only the header and the last
+    // lines say it was skipped.
+    let cpython_lines: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.contains("CPython"))
+        .filter(|l| !l.starts_with("fondo bench — ") && !l.starts_with("CPython reference skipped"))
+        .collect();
+    assert!(
+        cpython_lines.is_empty(),
+        "--no-python still prints CPython:\n{}",
+        cpython_lines.join("\n")
+    );
 
     let text = std::fs::read_to_string(&json_path).expect("read the JSON");
     let json: Value = serde_json::from_str(&text).expect("valid JSON");
@@ -155,18 +167,23 @@ fn quick_bench_writes_every_figure() {
             .unwrap_or_else(|| panic!("goal {id} missing"));
         positive(&g["target"], id);
         assert!(g["at_least"].is_boolean() && g["goal"].is_string(), "{g}");
-        if *id == "factorial_processes_vs_cpython" {
-            // Needs CPython, which this run skipped.
-            assert!(g["value"].is_null() && g["met"].is_null(), "{g}");
-        } else {
-            positive(&g["value"], id);
-            assert!(g["met"].is_boolean(), "{g}");
-        }
+        positive(&g["value"], id);
+        assert!(g["met"].is_boolean(), "{g}");
     }
+    assert_eq!(goals.len(), GOALS.len(), "unexpected goals: {goals:?}");
+    // Nothing about CPython in the figures or goals: only `python` says it was skipped.
+    let mut figures_and_goals = json.clone();
+    figures_and_goals["python"] = Value::Null;
+    let text = figures_and_goals.to_string().to_lowercase();
+    assert!(
+        !text.contains("cpython"),
+        "--no-python JSON mentions CPython: {text}"
+    );
 
     let svg = std::fs::read_to_string(&svg_path).expect("read the SVG");
     let _ = std::fs::remove_file(&svg_path);
     assert!(svg.starts_with("<svg") && svg.contains("fondo Pool::processes"));
+    assert!(!svg.contains("CPython"), "--no-python plot shows CPython");
 }
 
 /// `--mpi` outside `mpirun` (or in a build without the `mpi` feature) fails at once

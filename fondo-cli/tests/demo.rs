@@ -43,6 +43,147 @@ const SECTIONS: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// Words of the English run's sentences, headers and labels: none may appear in the
+/// Spanish run, and each must appear in the English one (so the list stays true to
+/// what the demo prints). Not "thread": the notebook's Spanish uses it too.
+const ENGLISH: &[&str] = &[
+    "two",
+    "sleeping",
+    "returned",
+    "finished",
+    "sleep",
+    "sleeps",
+    "each",
+    "every",
+    "both",
+    "the",
+    "and",
+    "with",
+    "run",
+    "time",
+    "speed-up",
+    "check",
+    "checks",
+    "reference",
+    "halves",
+    "who",
+    "parent",
+    "main",
+    "process",
+    "processes",
+    "workers",
+    "start-up",
+    "cell",
+    "what",
+    "notebook",
+    "pitfall",
+    "results",
+    "lost",
+    "hangs",
+    "forever",
+    "after",
+    "joined",
+    "section",
+    "summary",
+    "task",
+];
+
+/// The same the other way: words of the Spanish run that the English run must not print.
+const SPANISH: &[&str] = &[
+    "dos",
+    "hilos",
+    "duerme",
+    "devolvió",
+    "esperas",
+    "tiempo",
+    "ejecución",
+    "aceleración",
+    "comprobación",
+    "comprobaciones",
+    "referencia",
+    "mitades",
+    "quién",
+    "padre",
+    "proceso",
+    "procesos",
+    "arranque",
+    "cada",
+    "ambos",
+    "celda",
+    "cuaderno",
+    "qué",
+    "inconveniente",
+    "resultados",
+    "perdidos",
+    "siempre",
+    "después",
+    "bloque",
+    "sección",
+    "resumen",
+    "tarea",
+];
+
+/// The prose words of the demo's output, lower-cased: whitespace-separated words
+/// with surrounding punctuation trimmed, split at apostrophes (`map's`). Code is
+/// left out — spans in backticks (Python's `with Pool(n) as pool`), and words with
+/// `::`, brackets, `_`, `=`, a dot or a digit inside, such as
+/// `Pool::processes(2).map(factorial)` or `02d-paralelismo` — and so are the
+/// section names where they stand as names (`━━ … processes · In [3]`, `4. processes`
+/// in the summary): they are `--section` arguments, the same in every language.
+fn prose_words(stdout: &str) -> Vec<String> {
+    let mut text = stdout.to_string();
+    for (i, (name, _, _)) in SECTIONS.iter().enumerate() {
+        text = text
+            .replace(&format!(" {name} · "), " · ")
+            .replace(&format!("{}. {name} ", i + 1), " ");
+    }
+    let code = |w: &str| {
+        w.contains("::")
+            || w.chars()
+                .any(|c| c.is_ascii_digit() || "()[]{}<>_=./|&".contains(c))
+    };
+    // Outside backticks: the even pieces of each line split at '`'.
+    let prose: Vec<&str> = text.lines().flat_map(|l| l.split('`').step_by(2)).collect();
+    prose
+        .iter()
+        .flat_map(|p| p.split_whitespace())
+        .map(|w| w.trim_matches(|c: char| !c.is_alphanumeric()))
+        .filter(|w| !w.is_empty() && !code(w))
+        .flat_map(|w| w.split('\''))
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect()
+}
+
+/// Asserts every word of `own` is in `stdout` and none of `other`, naming the lines.
+fn speaks_only(stdout: &str, own: &[&str], other: &[&str], language: &str) {
+    let words = prose_words(stdout);
+    for w in own {
+        assert!(
+            words.iter().any(|x| x == w),
+            "{w:?} is no longer printed in {language}: drop it from the list\n{stdout}"
+        );
+    }
+    let foreign: Vec<&str> = other
+        .iter()
+        .copied()
+        .filter(|w| words.iter().any(|x| x == w))
+        .collect();
+    let lines: Vec<&str> = stdout
+        .lines()
+        .filter(|l| {
+            foreign
+                .iter()
+                .any(|w| prose_words(l).iter().any(|x| x == w))
+        })
+        .collect();
+    assert!(
+        foreign.is_empty(),
+        "the {language} demo prints {foreign:?}, in:\n{}",
+        lines.join("\n")
+    );
+}
+
 fn fondo(args: &[&str]) -> (Output, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_fondo"))
         .args(args)
@@ -59,7 +200,10 @@ fn assert_clean(out: &Output, stdout: &str, stderr: &str) {
         "exit {:?}\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
         out.status
     );
-    assert!(!stdout.contains("FAILED"), "a check failed:\n{stdout}");
+    assert!(
+        !stdout.contains("FAILED") && !stdout.contains("FALLÓ"),
+        "a check failed:\n{stdout}"
+    );
     assert!(!stdout.contains("error:"), "a section errored:\n{stdout}");
 }
 
@@ -95,10 +239,13 @@ fn quick_demo_runs_every_section_and_every_check_passes() {
     ] {
         assert!(stdout.contains(needle), "missing {needle:?}:\n{stdout}");
     }
+    speaks_only(&stdout, ENGLISH, SPANISH, "English");
 }
 
+/// `--lang es` prints everything in Spanish, not just the headings: no word of the
+/// English run's prose appears.
 #[test]
-fn spanish_headings() {
+fn spanish_throughout() {
     let (out, stdout, stderr) = fondo(&["demo", "--quick", "--lang", "es"]);
     assert_clean(&out, &stdout, &stderr);
     let heads = headings(&stdout);
@@ -107,7 +254,36 @@ fn spanish_headings() {
         assert!(line.contains(spanish), "section {name}: heading {line:?}");
         assert!(!line.contains(english), "section {name} still in English");
     }
-    assert!(stdout.contains("Resumen"), "{stdout}");
+    let checks = stdout
+        .lines()
+        .filter(|l| l.contains("comprobación: ok"))
+        .count();
+    assert!(checks >= SECTIONS.len(), "too few checks:\n{stdout}");
+    for needle in ["Resumen", "todo ok", "Proceso 2", "\"Tarea 1\""] {
+        assert!(stdout.contains(needle), "missing {needle:?}:\n{stdout}");
+    }
+    speaks_only(&stdout, SPANISH, ENGLISH, "Spanish");
+}
+
+#[test]
+fn prose_words_leave_code_and_section_names_out() {
+    let line = "  two processes: spawn(tarea, halves) Pool::processes(2).map(f) map's 02d-x `with a`\n\
+                ━━ 4. Paralelismo por procesos ━━━ processes · In [3]\n  4. processes  0.1 s";
+    assert_eq!(
+        prose_words(line),
+        [
+            "two",
+            "processes",
+            "halves",
+            "map",
+            "s",
+            "paralelismo",
+            "por",
+            "procesos",
+            "in",
+            "s"
+        ]
+    );
 }
 
 #[test]

@@ -8,13 +8,13 @@
 //! fondo's automatic chunking (guided: Python's size first, shrinking to one) is
 //! what `fondo_threads_2_map` measures.
 //!
-//! Run: `cargo bench --bench factorial`.
+//! Run: `cargo bench -p fondo --bench factorial`.
 
 use std::hint::black_box;
 use std::ops::Range;
 use std::thread;
 
-use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use criterion::{BenchmarkId, Criterion, criterion_main};
 use fondo::Pool;
 use num_bigint::BigUint;
 use rayon::prelude::*;
@@ -103,5 +103,11 @@ fn fondo_chunksize(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, factorial_1000_2000, fondo_chunksize);
+/// Every group, with criterion's default configuration and the command line's
+/// options (what `criterion_group!` would write, but private and documented).
+fn benches() {
+    let mut c = Criterion::default().configure_from_args();
+    factorial_1000_2000(&mut c);
+    fondo_chunksize(&mut c);
+}
 criterion_main!(benches);

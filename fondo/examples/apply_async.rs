@@ -2,7 +2,8 @@
 //! `apply_async` runs in the background — and Python's two `apply_async` pitfalls,
 //! fixed: results lost when the pool closes, and a `.get()` that hangs forever.
 //!
-//! Run it with `cargo run --example apply_async` (or `-- 0.1` to scale the sleeps).
+//! Run it with `cargo run -p fondo --example apply_async` (or `-- 0.1` to scale the
+//! sleeps).
 
 use fondo::{Pool, Timer};
 use std::time::Duration;

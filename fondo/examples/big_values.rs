@@ -6,7 +6,7 @@
 //! encoded straight into memory shared with the workers and decoded from there, so
 //! nothing is copied between encoding and decoding.
 //!
-//! Run it with `cargo run --release --example big_values`.
+//! Run it with `cargo run --release -p fondo --example big_values`.
 
 use fondo::{Pool, Timer};
 use serde_bytes::ByteBuf;

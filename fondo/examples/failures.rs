@@ -3,7 +3,7 @@
 //! panics, one that crashes its process and one that hangs each get their own
 //! error, every other task completes, and the pool carries on with fresh workers.
 //!
-//! Run it with `cargo run --example failures`. (The panic's message also shows on
+//! Run it with `cargo run -p fondo --example failures`. (The panic's message also shows on
 //! stderr, printed by the worker process as any Rust panic is.)
 
 use fondo::{Error, Pool};

@@ -3,7 +3,7 @@
 //! it may even be endless. `imap_unordered` yields in completion order, and
 //! `starmap` spreads each tuple over the function's arguments.
 //!
-//! Run it with `cargo run --example imap_lazy`.
+//! Run it with `cargo run -p fondo --example imap_lazy`.
 
 use fondo::Pool;
 

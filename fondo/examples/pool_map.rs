@@ -9,7 +9,7 @@
 //! `Pool::processes(n)` is `multiprocessing.Pool(n)`; the end of the Rust block
 //! drops the pool, which closes it and waits for its workers (the `with`). `map`
 //! returns the results in input order. More processes than cores gain nothing:
-//! they only take turns. Run it with `cargo run --release --example pool_map`.
+//! they only take turns. Run it with `cargo run --release -p fondo --example pool_map`.
 
 use fondo::{Pool, Timer, cpu_count};
 use num_bigint::BigUint;

@@ -4,7 +4,7 @@
 //! every line, which also proves worker processes start from an example binary with
 //! no set-up code in `main`.
 //!
-//! Run it with `cargo run --example print_from_task`.
+//! Run it with `cargo run -p fondo --example print_from_task`.
 
 use fondo::Pool;
 

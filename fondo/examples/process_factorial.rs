@@ -5,7 +5,7 @@
 //! una lista"). A fondo process returns a value, like a function call, so here the
 //! two halves come back and are checked against the single-process result.
 //!
-//! Run it with `cargo run --release --example process_factorial` (debug builds of
+//! Run it with `cargo run --release -p fondo --example process_factorial` (debug builds of
 //! big-number code are many times slower). The halves are unbalanced — the second
 //! holds the bigger numbers — so two processes give less than twice the speed;
 //! `Pool::map` (example `pool_map`) balances the work in small chunks.

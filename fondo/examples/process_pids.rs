@@ -10,7 +10,8 @@
 //! ```
 //!
 //! Compare with threads (notebook In[11]): every thread prints the same PID.
-//! Run it with `cargo run --example process_pids` (or `-- 0.1` for a shorter sleep).
+//! Run it with `cargo run -p fondo --example process_pids` (or `-- 0.1` for a shorter
+//! sleep).
 
 use std::time::Duration;
 

@@ -12,8 +12,8 @@
 //! this same program started again, with its own PID — and `join` waits for it.
 //! Both processes sleep in parallel, so the total is one sleep, not two.
 //!
-//! Run it with `cargo run --example process_sleep` (5 s, as in the notebook) or
-//! `cargo run --example process_sleep -- 0.1` for a shorter sleep.
+//! Run it with `cargo run -p fondo --example process_sleep` (5 s, as in the notebook) or
+//! `cargo run -p fondo --example process_sleep -- 0.1` for a shorter sleep.
 
 use fondo::Timer;
 use std::time::Duration;

@@ -12,7 +12,8 @@
 //!   and `fondo::spawn` (src/process/child.rs), which start worker processes from
 //!   rustdoc's test executables;
 //! - (d) release builds: an ignored (slow) test builds `print_from_task` with
-//!   `--release` and checks it the same way (`cargo test -- --ignored`).
+//!   `--release` and checks it the same way
+//!   (`cargo test -p fondo --test entry_points -- --ignored`).
 //!
 //! A binary's `main` is (b) too: an example is a binary with a `main`.
 

@@ -1,4 +1,4 @@
-//! The failure contract (DESIGN.md, "Failure contract"), line by line, then under load:
+//! The failure contract (README.md, "The failure contract"), line by line, then under load:
 //! kill storms, exactly-once delivery while workers are being killed, timeouts,
 //! serialisation failures both ways, terminate, close.
 //!

@@ -446,6 +446,7 @@ fn spawn_sleep_then_abort(pidfile: String) -> u64 {
 fn fork_sleeper_then_abort(pidfile: String) -> u64 {
     // SAFETY: the child only makes async-signal-safe calls (close, sleep, _exit).
     match unsafe { libc::fork() } {
+        // SAFETY: in the forked child: close, sleep and _exit are async-signal-safe.
         0 => unsafe {
             // Not the test's output, though: a reader of it would wait 30 s.
             libc::close(1);

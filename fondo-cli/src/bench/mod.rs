@@ -1,5 +1,6 @@
-//! `fondo bench`: the notebook's factorial experiment and DESIGN.md's overhead
-//! figures, measured side by side in one run.
+//! `fondo bench`: the notebook's factorial experiment and the process pool's
+//! overhead figures (the README's performance table, docs/BENCHMARKS.md), measured
+//! side by side in one run.
 //!
 //! # What runs
 //!
@@ -24,7 +25,10 @@
 //! created outside the timed region except for the create-and-close figure.
 //! `--quick` also shrinks the inputs (100k noop tasks, 5k imap tasks, 8 MiB payloads;
 //! in a debug build, all inputs including the factorial range).
-//! CPython runs when `python3` is on the PATH unless `--no-python`.
+//! CPython runs when `python3` is on the PATH unless `--no-python`; when it does not
+//! run, nothing about CPython is printed or written — no column, no figure, no goal
+//! against it, none of its figures in a goal's reference — beyond the line saying
+//! why it was skipped.
 //!
 //! # JSON (`--json FILE`)
 //!
@@ -65,9 +69,11 @@
 //! `null` only where a figure has no worker count. Optional keys are left out when
 //! empty; the load averages (1, 5, 15 min, from `/proc/loadavg`) tell whether
 //! something else ran on the machine meanwhile. Goals are judged on medians; `value`
-//! and `met` are `null` when a figure is missing (e.g. CPython skipped), and
+//! and `met` are `null` when a figure is missing (e.g. CPython failed), and
 //! `limit_this_run` is the best value reachable in this run where one exists (for the
 //! factorial against CPython: CPython's Pool(2) time ÷ half the one-thread Rust time).
+//! Without a CPython run the `factorial_processes_vs_cpython` goal is left out and no
+//! `design_reference` names a CPython figure.
 //! The `results` entries, by `name` → `system` (workers):
 //!
 //! | name | systems |
@@ -376,7 +382,8 @@ pub fn run(args: &BenchArgs) -> CliResult {
     } = runner;
 
     let f = report::Figures(&figures);
-    let goals = report::goals(&f);
+    let cpython = python_run.status == "ran";
+    let goals = report::goals(&f, cpython);
     let py = match (python_run.status, &python_run.version) {
         ("ran", Some(v)) => format!(
             "CPython {v} ({} start)",
@@ -400,20 +407,28 @@ pub fn run(args: &BenchArgs) -> CliResult {
     );
     println!();
     println!("factorial {lo}..{hi} (num-bigint, the notebook's loop), seconds per run");
-    print!("{}", report::factorial_table(&f, &workers));
-    println!(
-        "speed-up: Rust one-thread median ÷ this median. vs CPython: CPython Pool(same workers).map \
-         median ÷ this (for one thread: CPython's one thread) — how many times faster."
-    );
+    print!("{}", report::factorial_table(&f, &workers, cpython));
+    if cpython {
+        println!(
+            "speed-up: Rust one-thread median ÷ this median. vs CPython: CPython Pool(same workers).map \
+             median ÷ this (for one thread: CPython's one thread) — how many times faster."
+        );
+    } else {
+        println!("speed-up: Rust one-thread median ÷ this median.");
+    }
     println!();
     println!("process pool overheads, 2 workers");
-    print!("{}", report::overhead_table(&f, &sizes, &goals));
-    println!(
-        "vs CPython: how many times better than CPython multiprocessing in this run. \
-         GB/s count bytes sent plus received."
-    );
+    print!("{}", report::overhead_table(&f, &sizes, &goals, cpython));
+    if cpython {
+        println!(
+            "vs CPython: how many times better than CPython multiprocessing in this run. \
+             GB/s count bytes sent plus received."
+        );
+    } else {
+        println!("GB/s count bytes sent plus received.");
+    }
     println!();
-    println!("DESIGN.md goals, on this run's medians");
+    println!("goals, on this run's medians");
     print!("{}", report::goals_table(&goals));
     let met = goals.iter().filter(|g| g.met == Some(true)).count();
     let judged = goals.iter().filter(|g| g.met.is_some()).count();

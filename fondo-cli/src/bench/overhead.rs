@@ -1,6 +1,6 @@
-//! DESIGN.md's overhead figures for the process pool, with the floors they are
-//! judged against measured in the same run: a raw socketpair ping-pong (blocking and
-//! spinning) and memcpy bandwidth. The thread pool's figures are shown alongside, to
+//! The process pool's overhead figures (the README's performance table), with the
+//! floors they are judged against measured in the same run: a raw socketpair
+//! ping-pong (blocking and spinning) and memcpy bandwidth. The thread pool's figures are shown alongside, to
 //! separate what the pool's bookkeeping costs from what crossing a process costs.
 
 use super::stats::{BoxError, Unit, sample, timed};

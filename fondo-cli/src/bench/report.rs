@@ -1,5 +1,7 @@
 //! What `fondo bench` prints: the factorial table, the overhead table, and every
-//! figure against DESIGN.md's goals.
+//! figure against the project's performance goals (the README's performance table,
+//! docs/BENCHMARKS.md). Without a CPython run (`--no-python`, no python3) nothing
+//! about CPython is printed: no column, no figure, no goal.
 
 use super::Sizes;
 use super::factorial::SYSTEMS;
@@ -27,14 +29,14 @@ impl<'a> Figures<'a> {
     }
 }
 
-/// One of DESIGN.md's goals, judged on this run's medians.
+/// One of the performance goals, judged on this run's medians.
 #[derive(Debug, Clone, Serialize)]
 pub struct Goal {
     /// Stable identifier.
     pub id: &'static str,
     /// What is compared.
     pub figure: String,
-    /// The goal as DESIGN.md (or issue 8) states it.
+    /// The goal as the project set it (issue 8 for the ping-pong ratio).
     pub goal: String,
     /// The threshold, in `unit`.
     pub target: f64,
@@ -46,8 +48,10 @@ pub struct Goal {
     pub unit: &'static str,
     /// Whether the goal is met; `null` when not measured.
     pub met: Option<bool>,
-    /// DESIGN.md's CPython figure and floor, for context.
-    pub design_reference: &'static str,
+    /// The figures the goal was set against, for context: CPython's as first
+    /// measured (only when CPython ran), a floor or rayon's. The JSON key keeps its
+    /// `fondo-bench/1` name.
+    pub design_reference: String,
     /// The best value reachable in this run, where the goal has one: for the
     /// factorial against CPython, CPython's Pool(2) time ÷ (one Rust thread ÷ 2).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -64,23 +68,38 @@ fn unit_id(u: Unit) -> &'static str {
     }
 }
 
-/// Judges every goal of DESIGN.md's "Figures to beat" on this run.
-pub fn goals(f: &Figures) -> Vec<Goal> {
+/// Judges every goal on this run; with `cpython` false (CPython did not run), the
+/// goal against CPython is left out, and so are CPython's figures in the references.
+pub fn goals(f: &Figures, cpython: bool) -> Vec<Goal> {
     let ratio = |a: Option<f64>, b: Option<f64>| Some(a? / b?);
     let single = f.factorial("rust_single", 1);
-    let mk =
-        |id, figure: &str, target: f64, at_least, value: Option<f64>, unit, goal: &str, r| Goal {
-            id,
-            figure: figure.into(),
-            goal: goal.into(),
-            target,
-            at_least,
-            value,
-            unit,
-            met: value.map(|v| if at_least { v >= target } else { v <= target }),
-            design_reference: r,
-            limit_this_run: None,
-        };
+    // The reference: CPython's part (when it ran), then the rest.
+    let reference = |(py, rest): (&str, &str)| {
+        [if cpython { py } else { "" }, rest]
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    let mk = |id,
+              figure: &str,
+              target: f64,
+              at_least,
+              value: Option<f64>,
+              unit,
+              goal: &str,
+              r: (&str, &str)| Goal {
+        id,
+        figure: figure.into(),
+        goal: goal.into(),
+        target,
+        at_least,
+        value,
+        unit,
+        met: value.map(|v| if at_least { v >= target } else { v <= target }),
+        design_reference: reference(r),
+        limit_this_run: None,
+    };
     let proc = |name| f.median(name, "fondo_processes", Some(2));
     let mut goals = vec![
         mk(
@@ -91,7 +110,7 @@ pub fn goals(f: &Figures) -> Vec<Goal> {
             ratio(single, f.factorial("fondo_threads", 2)),
             "x",
             "≥ 1.9×",
-            "rayon 1.97×; halves 1.47×",
+            ("", "rayon 1.97×; halves 1.47×"),
         ),
         mk(
             "factorial_threads_vs_rayon",
@@ -101,7 +120,7 @@ pub fn goals(f: &Figures) -> Vec<Goal> {
             ratio(f.factorial("fondo_threads", 2), f.factorial("rayon", 2)),
             "x",
             "≤ 1.03×",
-            "rayon 1.97×",
+            ("", "rayon 1.97×"),
         ),
         mk(
             "factorial_processes_speedup",
@@ -111,7 +130,7 @@ pub fn goals(f: &Figures) -> Vec<Goal> {
             ratio(single, f.factorial("fondo_processes", 2)),
             "x",
             "≥ 1.85×",
-            "floor: single ÷ 2",
+            ("", "floor: single ÷ 2"),
         ),
         mk(
             "factorial_processes_vs_cpython",
@@ -124,7 +143,7 @@ pub fn goals(f: &Figures) -> Vec<Goal> {
             ),
             "x",
             "≥ 3.9×",
-            "limit ≈ 4.1×",
+            ("limit ≈ 4.1×", ""),
         ),
         mk(
             "apply_async_roundtrip",
@@ -134,7 +153,7 @@ pub fn goals(f: &Figures) -> Vec<Goal> {
             proc("apply_async_roundtrip"),
             "us",
             "≤ 15 µs",
-            "CPython 226 µs; ping-pong 42/4 µs",
+            ("CPython 226 µs", "ping-pong 42/4 µs"),
         ),
         mk(
             "apply_async_vs_pingpong",
@@ -147,7 +166,7 @@ pub fn goals(f: &Figures) -> Vec<Goal> {
             ),
             "x",
             "≤ 3× (issue 8)",
-            "",
+            ("", ""),
         ),
         mk(
             "map_noop",
@@ -157,7 +176,7 @@ pub fn goals(f: &Figures) -> Vec<Goal> {
             proc("map_noop"),
             unit_id(Unit::TasksPerSec),
             "≥ 20 M/s",
-            "CPython 4.0 M/s",
+            ("CPython 4.0 M/s", ""),
         ),
         mk(
             "imap_noop_chunk1",
@@ -167,7 +186,7 @@ pub fn goals(f: &Figures) -> Vec<Goal> {
             proc("imap_noop_chunk1"),
             unit_id(Unit::TasksPerSec),
             "≥ 300 k/s",
-            "CPython 47 k/s",
+            ("CPython 47 k/s", ""),
         ),
         mk(
             "payload_roundtrip",
@@ -179,7 +198,7 @@ pub fn goals(f: &Figures) -> Vec<Goal> {
             proc("payload_roundtrip_bytes"),
             unit_id(Unit::GbPerSec),
             "≥ 3 GB/s",
-            "CPython 0.23 GB/s; memcpy 11",
+            ("CPython 0.23 GB/s", "memcpy 11"),
         ),
         mk(
             "pool_create_first_close",
@@ -189,9 +208,12 @@ pub fn goals(f: &Figures) -> Vec<Goal> {
             proc("pool_create_first_close"),
             unit_id(Unit::Millis),
             "≤ 10 ms",
-            "CPython 44 ms",
+            ("CPython 44 ms", ""),
         ),
     ];
+    if !cpython {
+        goals.retain(|g| g.id != "factorial_processes_vs_cpython");
+    }
     let limit = ratio(f.factorial("cpython_pool", 2), single.map(|s| s / 2.0));
     for g in &mut goals {
         match g.id {
@@ -241,30 +263,29 @@ fn better(ours: &Figure, theirs: Option<&Figure>) -> String {
     })
 }
 
-/// The factorial experiment, every system at every worker count.
-pub fn factorial_table(f: &Figures, workers: &[usize]) -> Table {
-    let mut t = Table::new([
-        "<system",
-        ">workers",
-        ">median",
-        ">best",
-        ">speed-up",
-        ">vs CPython",
-    ])
-    .indent("")
-    .solid_rule();
+/// The factorial experiment, every system at every worker count; the "vs CPython"
+/// column only when `cpython` (CPython ran).
+pub fn factorial_table(f: &Figures, workers: &[usize], cpython: bool) -> Table {
+    let mut headers = vec!["<system", ">workers", ">median", ">best", ">speed-up"];
+    if cpython {
+        headers.push(">vs CPython");
+    }
+    let mut t = Table::new(headers).indent("").solid_rule();
     let single = f.get("factorial", "rust_single", Some(1));
     let cpython_single = f.get("factorial", "cpython_single", Some(1));
     let speedup = |x: &Figure| single.map_or_else(String::new, |s| times(s.median / x.median));
     let mut row = |label: &str, w: usize, x: &Figure, cpy: Option<&Figure>| {
-        t.row(vec![
+        let mut cells = vec![
             label.into(),
             w.to_string(),
             x.unit.format(x.median),
             x.unit.format(x.best),
             speedup(x),
-            better(x, cpy),
-        ]);
+        ];
+        if cpython {
+            cells.push(better(x, cpy));
+        }
+        t.row(cells);
     };
     for (system, label) in SYSTEMS {
         let ws: &[usize] = if system == "rust_single" {
@@ -310,19 +331,23 @@ pub fn count(n: usize) -> String {
     }
 }
 
-/// The overhead figures of the process pool, with the floors and CPython beside them.
-pub fn overhead_table(f: &Figures, sizes: &Sizes, goals: &[Goal]) -> Table {
-    let mut t = Table::new([
-        "<figure",
-        ">median",
-        ">best",
-        ">CPython",
-        ">vs CPython",
-        ">goal",
-        "<",
-    ])
-    .indent("")
-    .solid_rule();
+/// The overhead figures of the process pool, with the floors beside them, and
+/// CPython's when `with_cpython` (CPython ran).
+pub fn overhead_table(f: &Figures, sizes: &Sizes, goals: &[Goal], with_cpython: bool) -> Table {
+    let headers = if with_cpython {
+        vec![
+            "<figure",
+            ">median",
+            ">best",
+            ">CPython",
+            ">vs CPython",
+            ">goal",
+            "<",
+        ]
+    } else {
+        vec!["<figure", ">median", ">best", ">goal", "<"]
+    };
+    let mut t = Table::new(headers).indent("").solid_rule();
     let goal = |id: &str| goals.iter().find(|g| g.id == id);
     let mib = sizes.payload_bytes >> 20;
     let rows: [(&str, &str, &str, Option<&str>); 14] = [
@@ -419,15 +444,14 @@ pub fn overhead_table(f: &Figures, sizes: &Sizes, goals: &[Goal]) -> Table {
         // The CPython figure of a goal row is the goal's own (its payload is `bytes`).
         let cpython = goal_id.and_then(|id| f.get(id, "cpython", Some(2)));
         let g = goal_id.and_then(goal);
-        t.row(vec![
-            label.into(),
-            x.unit.format(x.median),
-            x.unit.format(x.best),
-            cpython.map_or_else(String::new, |c| c.unit.format(c.median)),
-            better(x, cpython),
-            g.map_or_else(String::new, |g| g.goal.clone()),
-            g.map_or_else(String::new, |g| mark(g.met)),
-        ]);
+        let mut cells = vec![label.into(), x.unit.format(x.median), x.unit.format(x.best)];
+        if with_cpython {
+            cells.push(cpython.map_or_else(String::new, |c| c.unit.format(c.median)));
+            cells.push(better(x, cpython));
+        }
+        cells.push(g.map_or_else(String::new, |g| g.goal.clone()));
+        cells.push(g.map_or_else(String::new, |g| mark(g.met)));
+        t.row(cells);
     }
     t
 }
@@ -439,7 +463,7 @@ pub fn goals_table(goals: &[Goal]) -> Table {
         ">measured",
         ">goal",
         "<",
-        "<DESIGN.md",
+        "<set against",
     ])
     .indent("")
     .solid_rule();
@@ -461,7 +485,7 @@ pub fn goals_table(goals: &[Goal]) -> Table {
                 format!("{}; limit {}", g.design_reference, Unit::GbPerSec.format(l))
             }
             Some(l) => format!("{} (this run: {})", g.design_reference, times(l)),
-            None => g.design_reference.into(),
+            None => g.design_reference.clone(),
         };
         t.row(vec![
             g.figure.clone(),

@@ -1,7 +1,7 @@
 //! The notebook's "Paralelismo por procesos" and "Pools" cells.
 
 use super::tasks::{self, END, FIRST, MIDDLE};
-use super::{Ctx, Lang, Outcome, first_difference, mark, ratio, secs, short, tr};
+use super::{Ctx, Lang, Outcome, first_difference, ratio, secs, short, tr};
 use crate::table::Table;
 use fondo::{Error, Pool, Timer};
 use num_bigint::BigUint;
@@ -18,9 +18,13 @@ pub fn spawned(ctx: &mut Ctx) -> Outcome {
     ));
 
     // In [3]
+    let (name1, name2) = (
+        tr!(ctx, "Process 1", "Proceso 1"),
+        tr!(ctx, "Process 2", "Proceso 2"),
+    );
     let temp = Timer::start();
-    let p1 = fondo::spawn(tasks::f, ("Process 1".to_string(), nap))?;
-    let p2 = fondo::spawn(tasks::f, ("Process 2".to_string(), nap))?;
+    let p1 = fondo::spawn(tasks::f, (name1.clone(), nap))?;
+    let p2 = fondo::spawn(tasks::f, (name2.clone(), nap))?;
     let r1 = p1.join()?;
     let d1 = temp.elapsed_secs();
     let r2 = p2.join()?;
@@ -45,8 +49,8 @@ pub fn spawned(ctx: &mut Ctx) -> Outcome {
     ]);
     ctx.table(&t);
     ctx.check(
-        r1.text == "Process 1"
-            && r2.text == "Process 2"
+        r1.text == name1
+            && r2.text == name2
             && r1.pid != main
             && r2.pid != main
             && r1.pid != r2.pid,
@@ -93,7 +97,7 @@ pub fn spawned(ctx: &mut Ctx) -> Outcome {
         ),
         secs(two),
         ratio(single, two),
-        mark(bad),
+        ctx.mark(bad),
     ]);
     ctx.table(&t);
     let n = both.len();
@@ -170,7 +174,7 @@ pub fn pool(ctx: &mut Ctx) -> Outcome {
             secs(started),
             secs(took),
             ratio(single, took),
-            mark(bad),
+            ctx.mark(bad),
         ]);
     }
     // starmap: the notebook's tarea(inicio, fin), each tuple spread over the arguments.
@@ -193,7 +197,7 @@ pub fn pool(ctx: &mut Ctx) -> Outcome {
         secs(started),
         secs(took),
         ratio(single, took),
-        mark(bad),
+        ctx.mark(bad),
     ]);
     ctx.table(&t);
     ctx.say(&tr!(
@@ -242,19 +246,21 @@ pub fn apply(ctx: &mut Ctx) -> Outcome {
     ));
     let mut ok = true;
     let mut cells = Vec::new();
+    // The notebook's arguments, "Tarea 1" and "Tarea 2", in the demo's language.
+    let (task1, task2) = (tr!(ctx, "Task 1", "Tarea 1"), tr!(ctx, "Task 2", "Tarea 2"));
 
     // In [38]: apply twice — each blocks until its task is done.
     let temp = Timer::start();
     let (a, b) = {
         let pool = Pool::processes(2)?;
-        let a = pool.apply(tasks::f, ("Tarea 1".to_string(), nap))?;
-        let b = pool.apply(tasks::f, ("Tarea 2".to_string(), nap))?;
+        let a = pool.apply(tasks::f, (task1.clone(), nap))?;
+        let b = pool.apply(tasks::f, (task2.clone(), nap))?;
         (a, b)
     };
-    ok &= a.text == "Tarea 1" && b.text == "Tarea 2";
+    ok &= a.text == task1 && b.text == task2;
     cells.push(Cell {
         cell: "In [38]",
-        what: "apply(f, \"Tarea 1\"); apply(f, \"Tarea 2\")".into(),
+        what: format!("apply(f, \"{task1}\"); apply(f, \"{task2}\")"),
         took: temp.elapsed_secs(),
         nap,
         expected: 2.0,
@@ -266,16 +272,16 @@ pub fn apply(ctx: &mut Ctx) -> Outcome {
     let temp = Timer::start();
     let (a, b) = {
         let pool = Pool::processes(2)?;
-        let a = pool.apply_async(tasks::f, ("Tarea 1".to_string(), nap));
-        let b = pool.apply(tasks::f, ("Tarea 2".to_string(), nap))?;
+        let a = pool.apply_async(tasks::f, (task1.clone(), nap));
+        let b = pool.apply(tasks::f, (task2.clone(), nap))?;
         (a, b)
     };
     let took = temp.elapsed_secs();
     let a = a.get()?;
-    ok &= a.text == "Tarea 1" && b.text == "Tarea 2";
+    ok &= a.text == task1 && b.text == task2;
     cells.push(Cell {
         cell: "In [39]",
-        what: "apply_async(f, \"Tarea 1\"); apply(f, \"Tarea 2\")".into(),
+        what: format!("apply_async(f, \"{task1}\"); apply(f, \"{task2}\")"),
         took,
         nap,
         expected: 1.0,
@@ -411,8 +417,8 @@ pub fn apply(ctx: &mut Ctx) -> Outcome {
         ok,
         &tr!(
             ctx,
-            "every apply, apply_async + wait/get returned f's value (\"Tarea 1\", \"Tarea 2\", 1, 2, 25)",
-            "cada apply y apply_async + wait/get devolvió el valor de f (\"Tarea 1\", \"Tarea 2\", 1, 2, 25)"
+            "every apply, apply_async + wait/get returned f's value (\"{task1}\", \"{task2}\", 1, 2, 25)",
+            "cada apply y apply_async + wait/get devolvió el valor de f (\"{task1}\", \"{task2}\", 1, 2, 25)"
         ),
     );
     Ok(())

@@ -1,7 +1,7 @@
 //! The notebook's "Paralelismo por hilos" cells, and the PIDs of threads vs processes.
 
 use super::tasks::{self, END, FIRST, MIDDLE, Pids};
-use super::{Ctx, Lang, Outcome, first_difference, mark, ratio, secs, tr};
+use super::{Ctx, Lang, Outcome, first_difference, ratio, secs, tr};
 use crate::table::Table;
 use fondo::{Pool, Timer};
 use num_bigint::BigUint;
@@ -103,13 +103,13 @@ pub fn factorial(ctx: &mut Ctx) -> Outcome {
         tr!(ctx, "two std::threads, halves", "dos threads, mitades"),
         secs(halves),
         ratio(single, halves),
-        mark(bad2),
+        ctx.mark(bad2),
     ]);
     t.row([
         "Pool::threads(2).map(factorial)".to_string(),
         secs(pooled),
         ratio(single, pooled),
-        mark(bad3),
+        ctx.mark(bad3),
     ]);
     ctx.table(&t);
     ctx.say(&tr!(
