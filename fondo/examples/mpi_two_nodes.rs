@@ -20,47 +20,54 @@
 //! `Pool::mpi()` error exits 2.
 
 use fondo::{Error, Pool};
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 
 /// What a rank reports about itself.
-type Report = (
-    u32,            // MPI rank (OMPI_COMM_WORLD_RANK)
-    String,         // host name (of its UTS namespace)
-    String,         // network namespace, e.g. "net:[4026532283]"
-    String,         // path of /proc/self/exe
-    String,         // "dev:inode" of /proc/self/exe
-    Option<String>, // FONDO_PROBE
-    Option<String>, // FONDO_NOT_FORWARDED
-);
+#[derive(Serialize, Deserialize, Debug, Clone)]
+struct Report {
+    /// MPI rank (`OMPI_COMM_WORLD_RANK`).
+    rank: u32,
+    /// Host name (of the rank's UTS namespace).
+    host: String,
+    /// Network namespace, e.g. "net:[4026532283]".
+    netns: String,
+    /// Path of `/proc/self/exe`.
+    exe: String,
+    /// "device:inode" of `/proc/self/exe`.
+    exe_id: String,
+    probe: Option<String>,
+    not_forwarded: Option<String>,
+}
 
 fn report() -> Report {
-    let rank = std::env::var("OMPI_COMM_WORLD_RANK")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(u32::MAX);
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_else(|e| format!("? ({e})"));
-    let netns = std::fs::read_link("/proc/self/ns/net")
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|e| format!("? ({e})"));
-    let exe = std::fs::read_link("/proc/self/exe")
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|e| format!("? ({e})"));
-    let exe_id = std::fs::metadata("/proc/self/exe")
-        .map(|m| format!("{}:{}", m.dev(), m.ino()))
-        .unwrap_or_else(|e| format!("? ({e})"));
-    (
-        rank,
-        host,
-        netns,
-        exe,
-        exe_id,
-        std::env::var("FONDO_PROBE").ok(),
-        std::env::var("FONDO_NOT_FORWARDED").ok(),
-    )
+    let or_why = |r: std::io::Result<String>| r.unwrap_or_else(|e| format!("? ({e})"));
+    Report {
+        rank: std::env::var("OMPI_COMM_WORLD_RANK")
+            .ok()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(u32::MAX),
+        host: or_why(
+            std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()),
+        ),
+        netns: or_why(std::fs::read_link("/proc/self/ns/net").map(|p| p.display().to_string())),
+        exe: or_why(std::fs::read_link("/proc/self/exe").map(|p| p.display().to_string())),
+        exe_id: or_why(
+            std::fs::metadata("/proc/self/exe").map(|m| format!("{}:{}", m.dev(), m.ino())),
+        ),
+        probe: std::env::var("FONDO_PROBE").ok(),
+        not_forwarded: std::env::var("FONDO_NOT_FORWARDED").ok(),
+    }
+}
+
+/// One node as the reports show it.
+#[derive(Default)]
+struct Node<'a> {
+    netns: BTreeSet<&'a str>,
+    exes: BTreeSet<&'a str>,
+    ranks: Vec<u32>,
 }
 
 /// The task: a short sleep so every rank gets some, then where it ran.
@@ -101,14 +108,14 @@ fn main() {
     let me = report();
     println!(
         "mpi_two_nodes: rank 0 on {} ({}), exe {} ({}), {workers} worker ranks",
-        me.1, me.2, me.3, me.4
+        me.host, me.netns, me.exe, me.exe_id
     );
 
     // Map until every worker rank has answered (a few rounds at most).
     let mut by_rank: BTreeMap<u32, Report> = BTreeMap::new();
     for _ in 0..10 {
         match pool.map(where_am_i, 0..(8 * workers as u32)) {
-            Ok(reports) => by_rank.extend(reports.into_iter().map(|r| (r.0, r))),
+            Ok(reports) => by_rank.extend(reports.into_iter().map(|r| (r.rank, r))),
             Err(e) => {
                 println!("mpi: FAIL map: {e}");
                 std::process::exit(1);
@@ -121,7 +128,7 @@ fn main() {
     for r in by_rank.values() {
         println!(
             "mpi_two_nodes: rank {} on {} ({}), exe {} ({}), FONDO_PROBE={:?}, FONDO_NOT_FORWARDED={:?}",
-            r.0, r.1, r.2, r.3, r.4, r.5, r.6
+            r.rank, r.host, r.netns, r.exe, r.exe_id, r.probe, r.not_forwarded
         );
     }
     let mut c = Checks { failed: 0 };
@@ -133,31 +140,32 @@ fn main() {
         format_args!("ranks {ranks:?} of {workers}"),
     );
 
-    // Nodes: host name -> (network namespaces, executables, ranks), rank 0 included.
-    let mut nodes: BTreeMap<&str, (BTreeSet<&str>, BTreeSet<&str>, Vec<u32>)> = BTreeMap::new();
+    // Nodes by host name, rank 0 included.
+    let mut nodes: BTreeMap<&str, Node> = BTreeMap::new();
     for r in std::iter::once(&me).chain(by_rank.values()) {
-        let node = nodes.entry(&r.1).or_default();
-        node.0.insert(&r.2);
-        node.1.insert(&r.4);
-        node.2.push(r.0);
+        let node = nodes.entry(&r.host).or_default();
+        node.netns.insert(&r.netns);
+        node.exes.insert(&r.exe_id);
+        node.ranks.push(r.rank);
     }
     let summary = nodes
         .iter()
-        .map(|(host, (_, exes, ranks))| {
-            format!(
-                "{host}: ranks {ranks:?}, exe {}",
-                exes.iter().copied().collect::<Vec<_>>().join(",")
-            )
+        .map(|(host, n)| {
+            let exes: Vec<&str> = n.exes.iter().copied().collect();
+            format!("{host}: ranks {:?}, exe {}", n.ranks, exes.join(","))
         })
         .collect::<Vec<_>>()
         .join("; ");
-    let netns: BTreeSet<&str> = nodes.values().flat_map(|n| n.0.iter().copied()).collect();
+    let netns: BTreeSet<&str> = nodes
+        .values()
+        .flat_map(|n| n.netns.iter().copied())
+        .collect();
     c.check(
         "tasks ran on several nodes",
         nodes.len() >= 2
             && netns.len() == nodes.len()
-            && nodes.values().all(|n| n.0.len() == 1)
-            && nodes.iter().any(|(h, n)| **h != me.1 && !n.2.is_empty()),
+            && nodes.values().all(|n| n.netns.len() == 1)
+            && nodes.keys().any(|h| *h != me.host),
         format_args!(
             "{} hosts, {} network namespaces ({summary})",
             nodes.len(),
@@ -168,15 +176,15 @@ fn main() {
     // One copy per node: the same path everywhere, one file per node, no file shared.
     let paths: BTreeSet<&str> = std::iter::once(&me)
         .chain(by_rank.values())
-        .map(|r| r.3.as_str())
+        .map(|r| r.exe.as_str())
         .collect();
-    let exes: BTreeSet<&str> = nodes.values().flat_map(|n| n.1.iter().copied()).collect();
+    let exes: BTreeSet<&str> = nodes
+        .values()
+        .flat_map(|n| n.exes.iter().copied())
+        .collect();
     c.check(
         "each node runs its own copy of the executable",
-        paths.len() == 1
-            && nodes.values().all(|n| n.1.len() == 1)
-            && exes.len() == nodes.len()
-            && nodes[me.1.as_str()].1.contains(me.4.as_str()),
+        paths.len() == 1 && nodes.values().all(|n| n.exes.len() == 1) && exes.len() == nodes.len(),
         format_args!(
             "path {paths:?}, {} distinct files on {} nodes",
             exes.len(),
@@ -187,8 +195,8 @@ fn main() {
     if let Some(want) = &want_probe {
         let wrong: Vec<u32> = by_rank
             .values()
-            .filter(|r| r.5.as_ref() != Some(want))
-            .map(|r| r.0)
+            .filter(|r| r.probe.as_ref() != Some(want))
+            .map(|r| r.rank)
             .collect();
         c.check(
             "mpirun -x FONDO_PROBE reaches every worker rank on every node",
@@ -198,15 +206,15 @@ fn main() {
         // The control: what mpirun did not forward stays off the other nodes.
         let leaked: Vec<u32> = by_rank
             .values()
-            .filter(|r| r.1 != me.1 && r.6.is_some())
-            .map(|r| r.0)
+            .filter(|r| r.host != me.host && r.not_forwarded.is_some())
+            .map(|r| r.rank)
             .collect();
         c.check(
             "an unforwarded variable stays off the other nodes",
-            me.6.is_some() && leaked.is_empty(),
+            me.not_forwarded.is_some() && leaked.is_empty(),
             format_args!(
                 "rank 0 sees FONDO_NOT_FORWARDED={:?}; ranks off its node that see it: {leaked:?}",
-                me.6
+                me.not_forwarded
             ),
         );
     }
