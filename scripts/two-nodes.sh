@@ -114,7 +114,7 @@ tn_up() {
     out="$(mktemp)"
     step() {
         if ! "$@" >"$out" 2>&1; then
-            err="$(tr '\n' ' ' <"$out")"
+            err="$(tr '\n' ' ' <"$out" | sed 's/ *$//')"
             echo "'$*' failed: ${err:-no message}"
             rm -f "$out"
             return 1
