@@ -27,14 +27,13 @@
 # $FONDO_TWO_NODES). --clean-env starts CMD with a login-like environment (HOME, PATH,
 # USER, LOGNAME, SHELL), as sshd would: what mpirun forwards (-x) must travel itself.
 # Needs root (CAP_SYS_ADMIN, CAP_NET_ADMIN), iproute2 and util-linux's unshare.
-# The file can also be sourced (scripts/netns-rsh does) for its tn_* functions.
+# scripts/netns-rsh calls `exec` for Open MPI; scripts/test-mpi.sh the rest.
 set -euo pipefail
 
 TN_NS=(fondo-n1 fondo-n2)
 TN_VETH=(fondo-v1 fondo-v2)
 TN_ADDR=(10.77.0.1 10.77.0.2)
 TN_HOST=(fondo-node1 fondo-node2)
-TN_NET=10.77.0.0/24
 
 # tn_exec NODE [--clean-env] CMD...: exec CMD on NODE (a name or an address of the table).
 tn_exec() {
@@ -106,8 +105,9 @@ tn_down() {
 }
 
 # tn_up DIR: creates the namespaces and DIR/{hosts,hostfile,nodes}, checks a command runs on
-# each node and that node1 reaches node2. On failure prints why and returns 1 (the caller
-# skips); call tn_down afterwards either way.
+# each node and that node1 reaches node2. On failure prints the command and its error, and
+# returns 3 when this machine does not allow it (missing tool, no permission, no veth or
+# namespace support: the caller skips), 1 otherwise (a real failure). Call tn_down after.
 tn_up() {
     local dir="$1" i err
     local out
@@ -117,19 +117,25 @@ tn_up() {
             err="$(tr '\n' ' ' <"$out" | sed 's/ *$//')"
             echo "'$*' failed: ${err:-no message}"
             rm -f "$out"
-            return 1
+            case "$err" in
+                "" | *"not permitted"* | *"Permission denied"* | *"not supported"* \
+                    | *"Unknown device type"* | *"Invalid argument"* | *"not found"* \
+                    | *"No such file"*) return 3 ;;
+                *) return 1 ;;
+            esac
         fi
     }
-    step command -v ip || return 1
-    step command -v unshare || return 1
-    step ip netns add "${TN_NS[0]}" || return 1
-    step ip netns add "${TN_NS[1]}" || return 1
+    for i in ip unshare hostname mount timeout; do
+        command -v "$i" >/dev/null || { echo "no '$i' command"; rm -f "$out"; return 3; }
+    done
+    step ip netns add "${TN_NS[0]}" || return
+    step ip netns add "${TN_NS[1]}" || return
     step ip link add "${TN_VETH[0]}" netns "${TN_NS[0]}" type veth \
-        peer name "${TN_VETH[1]}" netns "${TN_NS[1]}" || return 1
+        peer name "${TN_VETH[1]}" netns "${TN_NS[1]}" || return
     for i in 0 1; do
-        step ip -n "${TN_NS[$i]}" link set lo up || return 1
-        step ip -n "${TN_NS[$i]}" addr add "${TN_ADDR[$i]}/24" dev "${TN_VETH[$i]}" || return 1
-        step ip -n "${TN_NS[$i]}" link set "${TN_VETH[$i]}" up || return 1
+        step ip -n "${TN_NS[$i]}" link set lo up || return
+        step ip -n "${TN_NS[$i]}" addr add "${TN_ADDR[$i]}/24" dev "${TN_VETH[$i]}" || return
+        step ip -n "${TN_NS[$i]}" link set "${TN_VETH[$i]}" up || return
     done
     mkdir -p "$dir/node"
     {
@@ -146,8 +152,9 @@ tn_up() {
     for i in 0 1; do
         touch "$dir/node$((i + 1))/here-${TN_HOST[$i]}"
         step timeout 10 "${BASH_SOURCE[0]}" exec "${TN_HOST[$i]}" sh -c \
-            "test \"\$(hostname)\" = ${TN_HOST[$i]} && test -e '$dir/node/here-${TN_HOST[$i]}'" \
-            || return 1
+            "test \"\$(hostname)\" = ${TN_HOST[$i]} && test -e '$dir/node/here-${TN_HOST[$i]}' \
+             || { echo \"host name \$(hostname), \$(ls '$dir/node')\"; exit 1; }" \
+            || return
         rm -f "$dir/node$((i + 1))/here-${TN_HOST[$i]}"
     done
     # node1 reaches node2 by name over the veth: a connection to a closed port is refused
