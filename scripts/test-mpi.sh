@@ -17,7 +17,8 @@
 #     a variable not forwarded did not; a changed copy on node 2 is refused with
 #     Err(ExecutableMismatch) and the job ends; no process, namespace or mount is left; the
 #     part takes under MPI_TWO_NODES_LIMIT s. Where namespaces cannot be made (not root, no
-#     CAP_SYS_ADMIN, no veth) it is skipped with the reason, not failed.
+#     CAP_SYS_ADMIN, no veth) it is skipped with the reason, not failed; any other set-up
+#     error fails it.
 #   scripts/test-mpi.sh --two-nodes      # the build and section 7 only
 #   MPI_TWO_NODES=0 scripts/test-mpi.sh  # everything but section 7
 # Ends with "mpi: N passed, N failed" and exits non-zero if anything failed. Every run has a
