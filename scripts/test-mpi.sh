@@ -8,12 +8,31 @@
 #   - mpi_abort: a task aborts its rank; the job must end non-zero within MPI_ABORT_LIMIT s
 #     (MPI ends the whole job when a rank dies) and never reach "UNEXPECTED";
 #   - Pool::mpi() without mpirun and with -np 1: a clear Err(Mpi), exit 2, no hang;
-#   - mpi_bench at -np 2 and -np 3: per-task overhead figures (printed, not judged).
+#   - mpi_bench at -np 2 and -np 3: per-task overhead figures (printed, not judged);
+#   - two nodes on one machine (section 7, scripts/two-nodes.sh): network namespaces joined
+#     by a veth pair, Open MPI's TCP transport, mpirun reaching node 2 through
+#     scripts/netns-rsh (`ip netns exec`) instead of ssh, each node its own copy of the
+#     executable. mpi_factorial and mpi_methods at -np 4 (2 ranks per node); mpi_two_nodes:
+#     tasks ran on both nodes from their own copies, `-x FONDO_PROBE=...` reached node 2 and
+#     a variable not forwarded did not; a changed copy on node 2 is refused with
+#     Err(ExecutableMismatch) and the job ends; no process, namespace or mount is left; the
+#     part takes under MPI_TWO_NODES_LIMIT s. Where namespaces cannot be made (not root, no
+#     CAP_SYS_ADMIN, no veth) it is skipped with the reason, not failed; any other set-up
+#     error fails it.
+#   scripts/test-mpi.sh --two-nodes      # the build and section 7 only
+#   MPI_TWO_NODES=0 scripts/test-mpi.sh  # everything but section 7
 # Ends with "mpi: N passed, N failed" and exits non-zero if anything failed. Every run has a
 # time limit, so a hung rank fails the run instead of stalling CI.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+ONLY_TWO_NODES=no
+case "${1:-}" in
+    "") ;;
+    --two-nodes) ONLY_TWO_NODES=yes ;;
+    *) echo "usage: scripts/test-mpi.sh [--two-nodes]" >&2; exit 2 ;;
+esac
 
 # Examples that must pass under mpirun -np $MPI_NP (names of fondo/examples/*.rs).
 MPI_EXAMPLES=(
@@ -60,6 +79,22 @@ failed_names=()
 LOG=""
 RC=0
 SECS=0
+copies=""
+tn_dir=""
+skipped=""
+
+# On any exit (an error, ^C, a CI time-out): no log, copy, namespace or process left behind.
+cleanup() {
+    [ -z "$LOG" ] || rm -f "$LOG"
+    [ -z "$copies" ] || rm -rf "$copies"
+    if [ -n "$tn_dir" ]; then
+        scripts/two-nodes.sh down || true
+        rm -rf "$tn_dir"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 # launch LIMIT CMD...: runs CMD with a time limit; sets LOG (file), RC and SECS.
 launch() {
@@ -98,105 +133,286 @@ exit_why() {
     if [ "$RC" -eq 124 ] || [ "$RC" -eq 137 ]; then echo "timed out"; else echo "exit $RC"; fi
 }
 
-# 1. Examples that must pass.
-for ex in "${MPI_EXAMPLES[@]}"; do
-    mpirun_example "$MPI_NP" "$ex"
+# Sections 1-6: one node (shared memory).
+single_node() {
+    # 1. Examples that must pass.
+    for ex in "${MPI_EXAMPLES[@]}"; do
+        mpirun_example "$MPI_NP" "$ex"
+        if [ "$RC" -ne 0 ]; then
+            verdict "$ex (np=$MPI_NP)" no "$(exit_why)"
+        elif grep -q '^mpi: FAIL' "$LOG" || ! grep -q '^mpi: ok' "$LOG"; then
+            verdict "$ex (np=$MPI_NP)" no "a check failed or none ran"
+        else
+            verdict "$ex (np=$MPI_NP)" yes "$(grep -c '^mpi: ok' "$LOG") checks"
+        fi
+    done
+
+    # 2. A rank dies: the job must end, non-zero and quickly, never hang.
+    # shellcheck disable=SC2086
+    launch "$MPI_ABORT_LIMIT" mpirun $MPIRUN_FLAGS -np "$MPI_NP" "$EXAMPLE_DIR/mpi_abort"
+    if [ "$RC" -eq 124 ] || [ "$RC" -eq 137 ]; then
+        verdict "mpi_abort (np=$MPI_NP)" no "the job did not end within ${MPI_ABORT_LIMIT}s"
+    elif [ "$RC" -eq 0 ] || grep -q UNEXPECTED "$LOG"; then
+        verdict "mpi_abort (np=$MPI_NP)" no "exit $RC: the job went on after a rank died"
+    elif ! grep -q 'task 7 aborts' "$LOG"; then
+        verdict "mpi_abort (np=$MPI_NP)" no "exit $RC before the aborting task ran"
+    else
+        verdict "mpi_abort (np=$MPI_NP)" yes "job ended with exit $RC after the rank died"
+    fi
+
+    # 2b. task_timeout: a rank cannot be replaced, so a task over its limit ends the job the same way.
+    # shellcheck disable=SC2086
+    launch "$MPI_ABORT_LIMIT" mpirun $MPIRUN_FLAGS -np "$MPI_NP" "$EXAMPLE_DIR/mpi_abort" timeout
+    if [ "$RC" -eq 124 ] || [ "$RC" -eq 137 ]; then
+        verdict "mpi_abort timeout (np=$MPI_NP)" no "the job did not end within ${MPI_ABORT_LIMIT}s"
+    elif [ "$RC" -eq 0 ] || grep -q UNEXPECTED "$LOG" || ! grep -q 'ran longer than its timeout' "$LOG"; then
+        verdict "mpi_abort timeout (np=$MPI_NP)" no "exit $RC without the timeout message"
+    elif ! awk -v s="$SECS" 'BEGIN { exit !(s >= 0.3) }'; then
+        verdict "mpi_abort timeout (np=$MPI_NP)" no "the 300 ms timeout fired after only ${SECS}s"
+    else
+        verdict "mpi_abort timeout (np=$MPI_NP)" yes "job ended with exit $RC after the timeout"
+    fi
+
+    # 3. Clear errors instead of a pool: no launcher, one rank.
+    launch 30 env -u OMPI_COMM_WORLD_SIZE -u PMIX_RANK -u PMI_RANK -u PMI_SIZE -u PMI_FD \
+        "$EXAMPLE_DIR/mpi_methods"
+    if [ "$RC" -eq 2 ] && grep -q 'needs the program started by an MPI launcher' "$LOG"; then
+        verdict "Pool::mpi() without mpirun" yes "Err(Mpi)"
+    else
+        verdict "Pool::mpi() without mpirun" no "$(exit_why), expected exit 2 with Err(Mpi)"
+    fi
+    mpirun_example 1 mpi_methods
+    if grep -q 'needs at least 2 MPI ranks' "$LOG" && [ "$RC" -ne 0 ] && [ "$RC" -ne 124 ]; then
+        verdict "Pool::mpi() with -np 1" yes "Err(Mpi)"
+    else
+        verdict "Pool::mpi() with -np 1" no "$(exit_why), expected Err(Mpi) about 2 ranks"
+    fi
+
+    # 4. The handshake compares executables by content. A byte-identical copy at another path
+    #    (another inode, as on another node) is accepted; a copy with one byte appended is refused
+    #    on every rank, with Err(ExecutableMismatch) on rank 0, and the job still ends.
+    copies="$(mktemp -d /tmp/test-mpi-exe.XXXXXX)"
+    cp "$EXAMPLE_DIR/mpi_factorial" "$copies/same"
+    cp "$EXAMPLE_DIR/mpi_factorial" "$copies/changed"
+    printf 'x' >>"$copies/changed"
+    # shellcheck disable=SC2086
+    launch "$MPI_TIMEOUT" mpirun $MPIRUN_FLAGS -np 1 "$EXAMPLE_DIR/mpi_factorial" : -np 2 "$copies/same"
+    if [ "$RC" -eq 0 ] && grep -q '^mpi: ok factorial' "$LOG"; then
+        verdict "same executable at another path" yes "accepted"
+    else
+        verdict "same executable at another path" no "$(exit_why)"
+    fi
+    # shellcheck disable=SC2086
+    launch "$MPI_TIMEOUT" mpirun $MPIRUN_FLAGS -np 1 "$EXAMPLE_DIR/mpi_factorial" : -np 1 "$copies/same" \
+        : -np 1 "$copies/changed"
+    if [ "$RC" -ne 0 ] && [ "$RC" -ne 124 ] && [ "$RC" -ne 137 ] \
+        && grep -q 'mpi_factorial: the worker runs a different executable' "$LOG"; then
+        verdict "different executable refused" yes "Err(ExecutableMismatch), exit $RC"
+    else
+        verdict "different executable refused" no "$(exit_why), expected Err(ExecutableMismatch)"
+    fi
+    rm -rf "$copies"
+    copies=""
+
+    # 5. Per-task overhead at 2 and 3 ranks (figures are printed; only a crash fails).
+    for np in 2 3; do
+        mpirun_example "$np" mpi_bench
+        if [ "$RC" -eq 0 ] && grep -q "^mpi_bench: np=$np map" "$LOG"; then
+            grep '^mpi_bench:' "$LOG" | sed 's/^/    /'
+            verdict "mpi_bench (np=$np)" yes ""
+        else
+            verdict "mpi_bench (np=$np)" no "$(exit_why)"
+        fi
+    done
+
+    # 6. `fondo bench --mpi` under mpirun: the command's MPI figures.
+    launch "$MPI_TIMEOUT" mpirun $MPIRUN_FLAGS -np 3 "${target_dir:-target}/release/fondo" bench --mpi --quick --no-python
+    if [ "$RC" -eq 0 ] && grep -q 'MPI pool overheads' "$LOG"; then
+        sed 's/^/    /' "$LOG"
+        verdict "fondo bench --mpi (np=3)" yes ""
+    else
+        verdict "fondo bench --mpi (np=3)" no "$(exit_why)"
+    fi
+}
+
+# 7. Two nodes on one machine: see scripts/two-nodes.sh. mpirun runs on node 1 (rank 0 there),
+#    reaches node 2 through scripts/netns-rsh, and starts DIR/node/PROGRAM on both: a
+#    different copy of the file on each node. The TCP transports are confined to the veth.
+MPI_TWO_NODES_LIMIT="${MPI_TWO_NODES_LIMIT:-60}"
+TN_LOCK=/tmp/fondo-two-nodes.lock
+
+# tn_mpirun LIMIT TABLE MPIRUN-ARGS...: mpirun on node 1 over both nodes (TABLE: which copy
+# each node mounts). FONDO_NOT_FORWARDED is in mpirun's environment only: no -x.
+tn_mpirun() {
+    local limit="$1" table="$2"; shift 2
+    launch "$limit" env FONDO_TWO_NODES_TABLE="$table" FONDO_NOT_FORWARDED=node1-only \
+        scripts/two-nodes.sh exec fondo-node1 \
+        mpirun --allow-run-as-root --bind-to none --hostfile "$tn_dir/hostfile" \
+        --mca plm_rsh_agent "$PWD/scripts/netns-rsh" --mca plm_rsh_no_tree_spawn 1 \
+        --mca pml ob1 --mca btl self,vader,tcp \
+        --mca btl_tcp_if_include 10.77.0.0/24 --mca oob_tcp_if_include 10.77.0.0/24 \
+        --mca odls_base_sigkill_timeout 0 "$@"
+}
+
+# tn_left: after a run, every process on both nodes must be gone within 5 s (orted
+# daemonizes on node 2, so mpirun's exit alone does not prove it). Prints and kills leftovers.
+tn_left() {
+    local i left
+    for i in $(seq 50); do
+        left="$(scripts/two-nodes.sh pids)"
+        [ -n "$left" ] || return 0
+        sleep 0.1
+    done
+    echo "$left"
+    scripts/two-nodes.sh kill
+    return 1
+}
+
+two_nodes() {
+    local t0 t1 why ex left reason keep
+    # One two-node run at a time on this machine (the namespace names are fixed).
+    exec 9>"$TN_LOCK"
+    if ! flock -w 300 9; then
+        SECS=0 LOG="$(mktemp /tmp/test-mpi.XXXXXX)"
+        verdict "two nodes" no "another run held $TN_LOCK for 300 s"
+        return 0
+    fi
+    t0=$(date +%s.%N) # the part's time, without the wait for the lock
+    scripts/two-nodes.sh down # what an interrupted run left (we hold the lock)
+    tn_dir="$(mktemp -d /tmp/fondo-two-nodes.XXXXXX)"
+    RC=0
+    reason="$(scripts/two-nodes.sh up "$tn_dir" 2>&1)" || RC=$?
     if [ "$RC" -ne 0 ]; then
-        verdict "$ex (np=$MPI_NP)" no "$(exit_why)"
-    elif grep -q '^mpi: FAIL' "$LOG" || ! grep -q '^mpi: ok' "$LOG"; then
-        verdict "$ex (np=$MPI_NP)" no "a check failed or none ran"
-    else
-        verdict "$ex (np=$MPI_NP)" yes "$(grep -c '^mpi: ok' "$LOG") checks"
+        scripts/two-nodes.sh down || true
+        rm -rf "$tn_dir"
+        tn_dir=""
+        if [ "$RC" -eq 3 ]; then
+            # This machine does not allow namespaces or veth pairs: not a failure of fondo's.
+            echo "test-mpi: two nodes: SKIPPED: cannot simulate two nodes on this machine: $reason"
+            skipped="two nodes skipped: $reason"
+        else
+            SECS=0 LOG="$(mktemp /tmp/test-mpi.XXXXXX)"
+            echo "$reason" >"$LOG"
+            verdict "two nodes: set-up" no "scripts/two-nodes.sh up failed"
+        fi
+        return 0
     fi
-done
+    export FONDO_TWO_NODES="$tn_dir"
+    # Each node's own copy; node2-changed holds mpi_two_nodes with one byte appended.
+    for ex in mpi_factorial mpi_methods mpi_two_nodes; do
+        cp "$EXAMPLE_DIR/$ex" "$tn_dir/node1/$ex"
+        cp "$EXAMPLE_DIR/$ex" "$tn_dir/node2/$ex"
+    done
+    mkdir "$tn_dir/node2-changed"
+    cp "$EXAMPLE_DIR/mpi_two_nodes" "$tn_dir/node2-changed/mpi_two_nodes"
+    printf 'x' >>"$tn_dir/node2-changed/mpi_two_nodes"
+    sed "s|$tn_dir/node2\$|$tn_dir/node2-changed|" "$tn_dir/nodes" >"$tn_dir/nodes-changed"
+    echo "test-mpi: two nodes: fondo-node1 (10.77.0.1, rank 0) and fondo-node2 (10.77.0.2)" \
+        "in network namespaces fondo-n1/fondo-n2, copies in $tn_dir/node{1,2} at $tn_dir/node"
 
-# 2. A rank dies: the job must end, non-zero and quickly, never hang.
-# shellcheck disable=SC2086
-launch "$MPI_ABORT_LIMIT" mpirun $MPIRUN_FLAGS -np "$MPI_NP" "$EXAMPLE_DIR/mpi_abort"
-if [ "$RC" -eq 124 ] || [ "$RC" -eq 137 ]; then
-    verdict "mpi_abort (np=$MPI_NP)" no "the job did not end within ${MPI_ABORT_LIMIT}s"
-elif [ "$RC" -eq 0 ] || grep -q UNEXPECTED "$LOG"; then
-    verdict "mpi_abort (np=$MPI_NP)" no "exit $RC: the job went on after a rank died"
-elif ! grep -q 'task 7 aborts' "$LOG"; then
-    verdict "mpi_abort (np=$MPI_NP)" no "exit $RC before the aborting task ran"
-else
-    verdict "mpi_abort (np=$MPI_NP)" yes "job ended with exit $RC after the rank died"
-fi
+    # 7a. The examples that must pass, 4 ranks: 2 on node 1 (rank 0 among them), 2 on node 2.
+    for ex in mpi_factorial mpi_methods; do
+        tn_mpirun "$MPI_TIMEOUT" "$tn_dir/nodes" -np 4 --display-map "$tn_dir/node/$ex"
+        why=""
+        if ! left="$(tn_left)"; then
+            why="processes left on the nodes: $left"
+        elif [ "$RC" -ne 0 ]; then
+            why="$(exit_why)"
+        elif grep -q '^mpi: FAIL' "$LOG" || ! grep -q '^mpi: ok' "$LOG"; then
+            why="a check failed or none ran"
+        elif ! grep -q 'Data for node: fondo-node1.*Num procs: 2' "$LOG" \
+            || ! grep -q 'Data for node: fondo-node2.*Num procs: 2' "$LOG"; then
+            why="the ranks were not 2 per node"
+        fi
+        verdict "two nodes: $ex (np=4, 2 per node)" "$([ -z "$why" ] && echo yes || echo no)" \
+            "${why:-$(grep -c '^mpi: ok' "$LOG") checks}"
+    done
 
-# 2b. task_timeout: a rank cannot be replaced, so a task over its limit ends the job the same way.
-# shellcheck disable=SC2086
-launch "$MPI_ABORT_LIMIT" mpirun $MPIRUN_FLAGS -np "$MPI_NP" "$EXAMPLE_DIR/mpi_abort" timeout
-if [ "$RC" -eq 124 ] || [ "$RC" -eq 137 ]; then
-    verdict "mpi_abort timeout (np=$MPI_NP)" no "the job did not end within ${MPI_ABORT_LIMIT}s"
-elif [ "$RC" -eq 0 ] || grep -q UNEXPECTED "$LOG" || ! grep -q 'ran longer than its timeout' "$LOG"; then
-    verdict "mpi_abort timeout (np=$MPI_NP)" no "exit $RC without the timeout message"
-elif ! awk -v s="$SECS" 'BEGIN { exit !(s >= 0.3) }'; then
-    verdict "mpi_abort timeout (np=$MPI_NP)" no "the 300 ms timeout fired after only ${SECS}s"
-else
-    verdict "mpi_abort timeout (np=$MPI_NP)" yes "job ended with exit $RC after the timeout"
-fi
-
-# 3. Clear errors instead of a pool: no launcher, one rank.
-launch 30 env -u OMPI_COMM_WORLD_SIZE -u PMIX_RANK -u PMI_RANK -u PMI_SIZE -u PMI_FD \
-    "$EXAMPLE_DIR/mpi_methods"
-if [ "$RC" -eq 2 ] && grep -q 'needs the program started by an MPI launcher' "$LOG"; then
-    verdict "Pool::mpi() without mpirun" yes "Err(Mpi)"
-else
-    verdict "Pool::mpi() without mpirun" no "$(exit_why), expected exit 2 with Err(Mpi)"
-fi
-mpirun_example 1 mpi_methods
-if grep -q 'needs at least 2 MPI ranks' "$LOG" && [ "$RC" -ne 0 ] && [ "$RC" -ne 124 ]; then
-    verdict "Pool::mpi() with -np 1" yes "Err(Mpi)"
-else
-    verdict "Pool::mpi() with -np 1" no "$(exit_why), expected Err(Mpi) about 2 ranks"
-fi
-
-# 4. The handshake compares executables by content. A byte-identical copy at another path
-#    (another inode, as on another node) is accepted; a copy with one byte appended is refused
-#    on every rank, with Err(ExecutableMismatch) on rank 0, and the job still ends.
-copies="$(mktemp -d /tmp/test-mpi-exe.XXXXXX)"
-cp "$EXAMPLE_DIR/mpi_factorial" "$copies/same"
-cp "$EXAMPLE_DIR/mpi_factorial" "$copies/changed"
-printf 'x' >>"$copies/changed"
-# shellcheck disable=SC2086
-launch "$MPI_TIMEOUT" mpirun $MPIRUN_FLAGS -np 1 "$EXAMPLE_DIR/mpi_factorial" : -np 2 "$copies/same"
-if [ "$RC" -eq 0 ] && grep -q '^mpi: ok factorial' "$LOG"; then
-    verdict "same executable at another path" yes "accepted"
-else
-    verdict "same executable at another path" no "$(exit_why)"
-fi
-# shellcheck disable=SC2086
-launch "$MPI_TIMEOUT" mpirun $MPIRUN_FLAGS -np 1 "$EXAMPLE_DIR/mpi_factorial" : -np 1 "$copies/same" \
-    : -np 1 "$copies/changed"
-if [ "$RC" -ne 0 ] && [ "$RC" -ne 124 ] && [ "$RC" -ne 137 ] \
-    && grep -q 'mpi_factorial: the worker runs a different executable' "$LOG"; then
-    verdict "different executable refused" yes "Err(ExecutableMismatch), exit $RC"
-else
-    verdict "different executable refused" no "$(exit_why), expected Err(ExecutableMismatch)"
-fi
-rm -rf "$copies"
-
-# 5. Per-task overhead at 2 and 3 ranks (figures are printed; only a crash fails).
-for np in 2 3; do
-    mpirun_example "$np" mpi_bench
-    if [ "$RC" -eq 0 ] && grep -q "^mpi_bench: np=$np map" "$LOG"; then
-        grep '^mpi_bench:' "$LOG" | sed 's/^/    /'
-        verdict "mpi_bench (np=$np)" yes ""
-    else
-        verdict "mpi_bench (np=$np)" no "$(exit_why)"
+    # 7b. Where tasks run, and -x: FONDO_PROBE only through -x, FONDO_NOT_FORWARDED not at all.
+    local probe="probe-$$-$RANDOM"
+    tn_mpirun "$MPI_TIMEOUT" "$tn_dir/nodes" -np 4 -x FONDO_PROBE="$probe" \
+        "$tn_dir/node/mpi_two_nodes" "$probe"
+    keep="$(mktemp /tmp/test-mpi.XXXXXX)"
+    cp "$LOG" "$keep"
+    why=""
+    if ! left="$(tn_left)"; then
+        why="processes left on the nodes: $left"
+    elif [ "$RC" -ne 0 ]; then
+        why="$(exit_why)"
+    elif ! grep -q '^mpi: ok tasks ran on every worker rank' "$LOG" \
+        || ! grep -q '^mpi: ok tasks ran on several nodes: 2 hosts, 2 network namespaces' "$LOG" \
+        || ! grep -q '^mpi: ok each node runs its own copy of the executable' "$LOG"; then
+        why="tasks did not run on both nodes from their own copies"
     fi
-done
+    grep '^mpi: ok \(tasks ran on several\|each node\)' "$LOG" | sed 's/^/    /' || true
+    verdict "two nodes: tasks ran on both nodes, each from its own copy" \
+        "$([ -z "$why" ] && echo yes || echo no)" "$why"
+    LOG="$keep"
+    if [ -z "$why" ] && { ! grep -q '^mpi: ok mpirun -x FONDO_PROBE reaches every' "$LOG" \
+        || ! grep -q '^mpi: ok an unforwarded variable stays off the other nodes' "$LOG"; }; then
+        why="FONDO_PROBE missing on a rank, or an unforwarded variable reached node 2"
+    fi
+    verdict "two nodes: -x FONDO_PROBE reaches the ranks on node 2" \
+        "$([ -z "$why" ] && echo yes || echo no)" "$why"
 
-# 6. `fondo bench --mpi` under mpirun: the command's MPI figures.
-launch "$MPI_TIMEOUT" mpirun $MPIRUN_FLAGS -np 3 "${target_dir:-target}/release/fondo" bench --mpi --quick --no-python
-if [ "$RC" -eq 0 ] && grep -q 'MPI pool overheads' "$LOG"; then
-    sed 's/^/    /' "$LOG"
-    verdict "fondo bench --mpi (np=3)" yes ""
-else
-    verdict "fondo bench --mpi (np=3)" no "$(exit_why)"
+    # 7c. Node 2 runs another build (one byte more): the handshake refuses it, rank 0 gets
+    #     Err(ExecutableMismatch) naming the node, the job ends cleanly and quickly.
+    tn_mpirun "$MPI_ABORT_LIMIT" "$tn_dir/nodes-changed" -np 4 "$tn_dir/node/mpi_two_nodes"
+    why=""
+    if ! left="$(tn_left)"; then
+        why="processes left on the nodes: $left"
+    elif [ "$RC" -eq 124 ] || [ "$RC" -eq 137 ]; then
+        why="the job did not end within ${MPI_ABORT_LIMIT}s"
+    elif ! grep -q 'refused: Err(ExecutableMismatch): .*(pid [0-9]* on fondo-node2) runs .*, rank 0 runs .* on fondo-node1' "$LOG"; then
+        why="exit $RC without Err(ExecutableMismatch) naming fondo-node2"
+    elif [ "$RC" -ne 3 ]; then
+        why="exit $RC: rank 0 did not end the job itself (exit 3)"
+    elif [ "$(grep -o 'rank 0 refused this rank' "$LOG" | wc -l)" -ne 3 ]; then
+        # Counted, not matched by line: the ranks' stderr lines can interleave mid-line.
+        why="not all 3 worker ranks were told they were refused"
+    fi
+    verdict "two nodes: a different executable on node 2 is refused" \
+        "$([ -z "$why" ] && echo yes || echo no)" "${why:-Err(ExecutableMismatch), exit $RC}"
+
+    # 7d. Nothing left: namespaces, veth pair, mounts, processes running the copies; and time.
+    LOG="$(mktemp /tmp/test-mpi.XXXXXX)"
+    t1=$(date +%s.%N)
+    scripts/two-nodes.sh down >"$LOG" 2>&1 || true
+    {
+        ip netns list 2>&1 | grep -E '^fondo-n[12]( |$)' && echo "^ namespaces left"
+        ip -o link show 2>&1 | grep -E 'fondo-v[12][@:]' && echo "^ veth left"
+        grep -F "$tn_dir" /proc/self/mountinfo && echo "^ mounts left"
+        for ex in /proc/[0-9]*/exe; do
+            case "$(readlink "$ex" 2>/dev/null)" in "$tn_dir"/*) echo "process left: $ex" ;; esac
+        done
+    } >>"$LOG" 2>&1 || true
+    rm -rf "$tn_dir"
+    tn_dir=""
+    unset FONDO_TWO_NODES
+    SECS=$(awk -v a="$t1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
+    if [ -s "$LOG" ]; then
+        verdict "two nodes: cleaned up" no "something was left"
+    else
+        verdict "two nodes: cleaned up" yes "no namespace, veth, mount or process left"
+    fi
+    LOG="$(mktemp /tmp/test-mpi.XXXXXX)"
+    SECS=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
+    if awk -v s="$SECS" -v l="$MPI_TWO_NODES_LIMIT" 'BEGIN { exit !(s < l) }'; then
+        verdict "two nodes: the whole part" yes "limit ${MPI_TWO_NODES_LIMIT}s"
+    else
+        verdict "two nodes: the whole part" no "over ${MPI_TWO_NODES_LIMIT}s"
+    fi
+    exec 9>&-
+}
+
+if [ "$ONLY_TWO_NODES" = no ]; then
+    single_node
+fi
+if [ "${MPI_TWO_NODES:-1}" != 0 ]; then
+    two_nodes
 fi
 
-echo "mpi: $passed passed, $failed failed"
+echo "mpi: $passed passed, $failed failed${skipped:+ ($skipped)}"
 if [ "$failed" -ne 0 ]; then
     echo "test-mpi: failed: ${failed_names[*]}" >&2
     exit 1

@@ -29,7 +29,10 @@ fn main() {
     let pool = match Pool::mpi() {
         Ok(pool) => pool,
         Err(e) => {
-            eprintln!("mpi_factorial: {e}");
+            // In one write: eprintln! writes piece by piece, and other ranks' output
+            // could land inside the line (scripts/test-mpi.sh greps it).
+            let line = format!("mpi_factorial: {e}\n");
+            let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
             std::process::exit(2);
         }
     };
