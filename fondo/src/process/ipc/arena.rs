@@ -158,7 +158,14 @@ impl Window for ArenaSlot {
 
 impl Drop for ArenaSlot {
     fn drop(&mut self) {
-        self.arena.free_list().push(self.index);
+        let mut free = self.arena.free_list();
+        debug_assert!(
+            !free.contains(&self.index) && self.index < self.arena.slots,
+            "arena slot {} freed twice or out of range",
+            self.index
+        );
+        free.push(self.index);
+        drop(free);
         *self.arena.dirty() = Some(Instant::now());
     }
 }

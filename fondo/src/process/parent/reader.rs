@@ -39,6 +39,7 @@ impl Slot {
     /// A helper's turn at the supervisor's job: if an answer is due and nobody else
     /// is reading, reads and delivers it. True if anything arrived.
     pub(crate) fn help(&self, shared: &Shared) -> bool {
+        super::slot::lock_order::may_take_reading();
         let mut guard = match self.reading.try_lock() {
             Ok(guard) => guard,
             Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),

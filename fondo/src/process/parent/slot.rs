@@ -167,6 +167,56 @@ pub(super) struct InFlight {
     pub(super) job: ProcJob,
 }
 
+/// A slot's state, locked. Debug builds count the state locks a thread holds, to
+/// check the lock order (a `reading` lock is never taken under a `state` lock).
+pub(super) struct StateGuard<'a> {
+    guard: MutexGuard<'a, SlotState>,
+}
+
+impl std::ops::Deref for StateGuard<'_> {
+    type Target = SlotState;
+    fn deref(&self) -> &SlotState {
+        &self.guard
+    }
+}
+
+impl std::ops::DerefMut for StateGuard<'_> {
+    fn deref_mut(&mut self) -> &mut SlotState {
+        &mut self.guard
+    }
+}
+
+impl Drop for StateGuard<'_> {
+    fn drop(&mut self) {
+        lock_order::released_state();
+    }
+}
+
+/// The lock-order check behind [`StateGuard`]: free in release builds.
+pub(super) mod lock_order {
+    #[cfg(debug_assertions)]
+    thread_local! {
+        static STATE_LOCKS_HELD: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    }
+
+    pub(in crate::process::parent) fn took_state() {
+        #[cfg(debug_assertions)]
+        STATE_LOCKS_HELD.with(|n| n.set(n.get() + 1));
+    }
+
+    pub(in crate::process::parent) fn released_state() {
+        #[cfg(debug_assertions)]
+        STATE_LOCKS_HELD.with(|n| n.set(n.get() - 1));
+    }
+
+    /// Asserts (debug builds) that no slot's state is locked on this thread.
+    pub(in crate::process::parent) fn may_take_reading() {
+        #[cfg(debug_assertions)]
+        STATE_LOCKS_HELD
+            .with(|n| debug_assert_eq!(n.get(), 0, "lock order: `reading` after a `state` lock"));
+    }
+}
+
 /// Who is calling into a slot: its own supervisor, or another thread (a submitter,
 /// a thread waiting for a result, another slot's supervisor).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -196,11 +246,14 @@ impl Slot {
         })
     }
 
-    pub(super) fn lock(&self) -> MutexGuard<'_, SlotState> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    pub(super) fn lock(&self) -> StateGuard<'_> {
+        let guard = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        lock_order::took_state();
+        StateGuard { guard }
     }
 
     pub(super) fn lock_reading(&self) -> MutexGuard<'_, Option<Reading>> {
+        lock_order::may_take_reading();
         self.reading.lock().unwrap_or_else(PoisonError::into_inner)
     }
 

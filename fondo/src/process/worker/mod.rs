@@ -463,6 +463,14 @@ impl Answers<'_> {
     }
 
     fn free_up_lane(&self) -> Option<usize> {
-        (0..LANES).find(|&lane| self.progress.up_lane_releases(lane) == self.up_sent[lane])
+        (0..LANES).find(|&lane| {
+            let released = self.progress.up_lane_releases(lane);
+            debug_assert!(
+                released <= self.up_sent[lane],
+                "up lane {lane} handed back {released} times for {} bodies",
+                self.up_sent[lane]
+            );
+            released == self.up_sent[lane]
+        })
     }
 }
