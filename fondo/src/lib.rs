@@ -109,6 +109,7 @@
 #![warn(missing_docs, missing_debug_implementations)]
 
 mod backend;
+pub mod array;
 mod boundary;
 mod config;
 pub mod cpu;
@@ -130,6 +131,7 @@ mod task;
 pub mod thread;
 pub mod timer;
 
+pub use array::Array;
 pub use backend::{Backend, Runs};
 pub use config::Builder;
 pub use cpu::{CpuInfo, cpu_count, cpu_info};
