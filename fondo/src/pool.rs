@@ -90,6 +90,37 @@ impl<B: Backend> Pool<B> {
         self.starmap_async(f, items.into_iter().map(|x| (x,)))
     }
 
+    /// Applies `f(&context, item)` to every item, in input order: `map` for tasks
+    /// that need run-time context beside their argument. The context travels as a
+    /// [`Shared`](crate::Shared) value: once to each worker process, never with
+    /// each task (threads use it in place). See [`crate::shared`].
+    ///
+    /// ```
+    /// use fondo::{Pool, Shared};
+    ///
+    /// fn scale(k: &u64, x: u64) -> u64 { k * x }
+    ///
+    /// let pool = Pool::processes(2)?;
+    /// let k = Shared::new(3u64)?;
+    /// assert_eq!(pool.map_with(&k, scale, 0..5)?, [0, 3, 6, 9, 12]);
+    /// # Ok::<(), fondo::Error>(())
+    /// ```
+    pub fn map_with<C, F, T, R>(
+        &self,
+        context: &crate::Shared<C>,
+        f: F,
+        items: impl IntoIterator<Item = T>,
+    ) -> Result<Vec<R>>
+    where
+        C: ?Sized + crate::shared::Shareable + 'static,
+        F: Fn(&C, T) -> R + Send + Sync + 'static,
+        B: Runs<crate::shared::WithContext<F, C>, (crate::Shared<C>, T)>,
+        R: Send + 'static,
+    {
+        let items = items.into_iter().map(|item| (context.clone(), item));
+        self.starmap(crate::shared::WithContext::new(f), items)
+    }
+
     /// Applies `f` to every tuple, spread over its arguments, like Python's
     /// `Pool.starmap`: `starmap(pow, [(2, 10)])` computes `pow(2, 10)`.
     pub fn starmap<F, Args, R>(&self, f: F, items: impl IntoIterator<Item = Args>) -> Result<Vec<R>>

@@ -3,6 +3,7 @@
 //! a worker dies under it (`process::parent::recovery` says where).
 
 use super::item::{Out, decode_outcome, encode_item, next_item};
+use super::shares::{Collector, Share};
 use crate::backend::Batch;
 use crate::error::{Error, Payload, Result};
 use crate::sink::Sink;
@@ -82,6 +83,9 @@ pub(crate) struct EncodedJob<S: ArgStore> {
     /// Index of the first task in its submission.
     pub(crate) start: usize,
     pub(crate) outcomes: Arc<dyn Outcomes>,
+    /// The shared values its arguments refer to (`boundary::shares`): each worker
+    /// gets them before the job.
+    pub(crate) shares: Vec<Arc<Share>>,
     /// Deaths charged to this job's tasks (see `recovery`).
     pub(crate) attempts: u32,
     /// Deaths this job's tasks sat through uncharged (see `recovery`).
@@ -110,6 +114,8 @@ impl<S: ArgStore> EncodedJob<S> {
         let mut args = store.take();
         let mut first = batch.start;
         let mut count = 0u32;
+        // `Shared` values the arguments refer to: delivered before the job runs.
+        let shares = Collector::start();
         let flush = |args: &mut S::Buf, first: usize, count: &mut u32, jobs: &mut Vec<Self>| {
             if *count > 0 {
                 jobs.push(EncodedJob {
@@ -118,6 +124,7 @@ impl<S: ArgStore> EncodedJob<S> {
                     count: *count,
                     start: first,
                     outcomes: outcomes.clone(),
+                    shares: shares.take(),
                     attempts: 0,
                     free_reruns: 0,
                 });
@@ -166,6 +173,7 @@ impl<S: ArgStore> EncodedJob<S> {
             count: self.count - at,
             start: self.start + at as usize,
             outcomes: self.outcomes.clone(),
+            shares: self.shares.clone(),
             attempts: self.attempts,
             free_reruns: self.free_reruns,
         };

@@ -16,4 +16,5 @@ pub(crate) mod entry;
 pub(crate) mod failure;
 pub(crate) mod item;
 pub(crate) mod job;
+pub(crate) mod shares;
 pub(crate) mod spill;

@@ -102,10 +102,12 @@ pub fn worker_reads(bytes: &[u8], max_frame: usize, chunk: usize) -> Result<Deco
                     .ok_or_else(|| Error::Protocol("entry offset outside the executable".into()))?;
                 decoded.results.extend(run_batch(body, count, max_frame)?);
             }
-            // Fuzzed bytes come without shared memory: such a frame has no body here.
-            ToWorker::RunInLane { .. } | ToWorker::RunInArena { .. } => {
+            // Fuzzed bytes come without shared memory (or descriptors): such a frame
+            // has nothing to read here.
+            ToWorker::RunInLane { .. } | ToWorker::RunInArena { .. } | ToWorker::Share { .. } => {
                 return Err(Error::Protocol("a shared-memory frame without it".into()));
             }
+            ToWorker::Forget { .. } => {}
             ToWorker::Shutdown => stopped = true,
         }
         Ok(())

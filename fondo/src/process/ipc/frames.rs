@@ -9,7 +9,7 @@ use crate::boundary::item::encode_into;
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::io::{self, IoSlice};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 
 /// Appends a whole frame (`len`, header, body) to `out`; `body` writes the body.
@@ -49,10 +49,17 @@ pub(crate) fn decode_header<'a, H: Deserialize<'a>>(payload: &'a [u8]) -> Result
 
 /// Incoming bytes, cut into frames as they complete.
 pub(crate) struct FrameReader {
+    /// Initialised bytes; those received are `consumed..end`.
     buf: Vec<u8>,
+    /// End of the bytes received.
+    end: usize,
     /// Bytes of `buf` already handed out as frames.
     consumed: usize,
     max_frame: usize,
+    /// Descriptors received with the bytes, in order (`SCM_RIGHTS`), when this end
+    /// takes them (a worker does; the parent never does: what a worker might
+    /// send is dropped by the kernel unread).
+    descriptors: Option<std::collections::VecDeque<OwnedFd>>,
 }
 
 /// What one non-blocking read did.
@@ -64,19 +71,39 @@ pub(crate) enum Fill {
     Eof,
 }
 
+/// Descriptors one read takes at most (a `Share` frame carries one).
+const MAX_DESCRIPTORS: usize = 8;
+
 impl FrameReader {
     pub(crate) fn new(max_frame: usize) -> Self {
         FrameReader {
             buf: Vec::new(),
+            end: 0,
             consumed: 0,
             max_frame,
+            descriptors: None,
         }
+    }
+
+    /// A reader that also takes the descriptors the peer sends with its bytes
+    /// (worker side: the parent sends shared memory this way).
+    pub(crate) fn taking_descriptors(max_frame: usize) -> Self {
+        FrameReader {
+            descriptors: Some(std::collections::VecDeque::new()),
+            ..FrameReader::new(max_frame)
+        }
+    }
+
+    /// The oldest descriptor received and not yet taken.
+    pub(crate) fn take_descriptor(&mut self) -> Option<OwnedFd> {
+        self.descriptors.as_mut()?.pop_front()
     }
 
     /// Reads whatever the socket has now, without blocking (the socket must be non-blocking).
     pub(crate) fn fill(&mut self, fd: impl AsFd) -> io::Result<Fill> {
         if self.consumed > 0 {
-            self.buf.drain(..self.consumed);
+            self.buf.copy_within(self.consumed..self.end, 0);
+            self.end -= self.consumed;
             self.consumed = 0;
         }
         let mut total = 0;
@@ -84,11 +111,11 @@ impl FrameReader {
             // Room for the frame being read (capped, so a lying length cannot make us
             // reserve more than the frame limit), or 64 KiB for the next headers.
             let want = self.pending_len().map_or(0, |n| n.min(self.max_frame) + 4);
-            let need = want
-                .saturating_sub(self.buf.len())
-                .clamp(64 * 1024, 64 << 20);
-            self.buf.reserve(need);
-            match rustix::io::read(fd.as_fd(), rustix::buffer::spare_capacity(&mut self.buf)) {
+            let need = want.saturating_sub(self.end).clamp(64 * 1024, 64 << 20);
+            if self.buf.len() < self.end + need {
+                self.buf.resize(self.end + need, 0);
+            }
+            match self.receive(fd.as_fd()) {
                 Ok(0) if total == 0 => return Ok(Fill::Eof),
                 Ok(0) => return Ok(Fill::Read(total)),
                 // A peer that dies with our data unread resets the connection: for us
@@ -97,6 +124,7 @@ impl FrameReader {
                 Err(rustix::io::Errno::CONNRESET) => return Ok(Fill::Read(total)),
                 Ok(n) => {
                     total += n;
+                    self.end += n;
                     // Stop at a whole (or oversized) frame: memory then depends on the
                     // frame cap, not on how fast the peer writes.
                     if self.has_frame() {
@@ -110,9 +138,34 @@ impl FrameReader {
         }
     }
 
+    /// One read into `buf[end..]`, taking descriptors that come with the bytes if
+    /// this end takes them.
+    fn receive(&mut self, fd: BorrowedFd<'_>) -> rustix::io::Result<usize> {
+        use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, recvmsg};
+        let dst = &mut self.buf[self.end..];
+        let Some(queue) = self.descriptors.as_mut() else {
+            return rustix::io::read(fd, dst);
+        };
+        let mut space = [std::mem::MaybeUninit::uninit();
+            rustix::cmsg_space!(ScmRights(MAX_DESCRIPTORS))];
+        let mut control = RecvAncillaryBuffer::new(&mut space);
+        let received = recvmsg(
+            fd,
+            &mut [io::IoSliceMut::new(dst)],
+            &mut control,
+            RecvFlags::CMSG_CLOEXEC | RecvFlags::DONTWAIT,
+        )?;
+        for message in control.drain() {
+            if let RecvAncillaryMessage::ScmRights(fds) = message {
+                queue.extend(fds);
+            }
+        }
+        Ok(received.bytes)
+    }
+
     /// Length announced by the next frame's prefix, once its 4 bytes are here.
     fn pending_len(&self) -> Option<usize> {
-        let prefix = self.buf.get(self.consumed..self.consumed + 4)?;
+        let prefix = self.buf[..self.end].get(self.consumed..self.consumed + 4)?;
         let bytes: [u8; 4] = prefix.try_into().ok()?;
         Some(u32::from_le_bytes(bytes) as usize)
     }
@@ -120,7 +173,7 @@ impl FrameReader {
     /// True when a complete frame (or an oversized one, to be reported) is buffered.
     pub(crate) fn has_frame(&self) -> bool {
         self.pending_len()
-            .is_some_and(|len| len > self.max_frame || self.buf.len() >= self.consumed + 4 + len)
+            .is_some_and(|len| len > self.max_frame || self.end >= self.consumed + 4 + len)
     }
 
     /// The next complete frame's payload, if one has arrived.
@@ -135,7 +188,7 @@ impl FrameReader {
             )));
         }
         let start = self.consumed + 4;
-        if self.buf.len() < start + len {
+        if self.end < start + len {
             return Ok(None);
         }
         self.consumed = start + len;
@@ -160,18 +213,27 @@ const KEEP_BUFFER: usize = 1 << 20;
 enum Chunk {
     Owned(Vec<u8>, usize),
     Shared(Arc<dyn AsRef<[u8]> + Send + Sync>, usize),
+    /// A frame that carries a descriptor (`SCM_RIGHTS`) with its first byte.
+    WithFd(Vec<u8>, usize, OwnedFd),
 }
 
 impl Chunk {
     fn rest(&self) -> &[u8] {
         match self {
-            Chunk::Owned(v, at) => &v[*at..],
+            Chunk::Owned(v, at) | Chunk::WithFd(v, at, _) => &v[*at..],
             Chunk::Shared(v, at) => &(**v).as_ref()[*at..],
         }
     }
     fn advance(&mut self, n: usize) {
         match self {
-            Chunk::Owned(_, at) | Chunk::Shared(_, at) => *at += n,
+            Chunk::Owned(_, at) | Chunk::Shared(_, at) | Chunk::WithFd(_, at, _) => *at += n,
+        }
+    }
+    /// The descriptor still to go with this chunk's first byte, if any.
+    fn unsent_fd(&self) -> Option<BorrowedFd<'_>> {
+        match self {
+            Chunk::WithFd(_, 0, fd) => Some(fd.as_fd()),
+            _ => None,
         }
     }
 }
@@ -217,6 +279,20 @@ impl FrameWriter {
         Ok(())
     }
 
+    /// Queues a frame (header only) that carries `fd` to the peer: its first byte
+    /// goes in a `sendmsg` of its own, with the descriptor.
+    pub(crate) fn push_with_fd<H: Serialize>(
+        &mut self,
+        header: &H,
+        max_frame: usize,
+        fd: OwnedFd,
+    ) -> Result<()> {
+        let mut frame = Vec::with_capacity(32);
+        encode_frame(&mut frame, header, max_frame, |_| {})?;
+        self.chunks.push_back(Chunk::WithFd(frame, 0, fd));
+        Ok(())
+    }
+
     /// True when everything queued has been written.
     pub(crate) fn is_empty(&self) -> bool {
         self.chunks.is_empty()
@@ -228,16 +304,29 @@ impl FrameWriter {
     /// that has gone (EPIPE) ends the stream as an EOF does, so what is queued is
     /// dropped and the reading side finds out, as it does for every other death.
     pub(crate) fn flush(&mut self, fd: impl AsFd) -> io::Result<bool> {
-        use rustix::net::{SendAncillaryBuffer, SendFlags, sendmsg};
-        while !self.chunks.is_empty() {
-            let slices: Vec<IoSlice<'_>> = self
-                .chunks
-                .iter()
-                .take(64)
-                .map(|c| IoSlice::new(c.rest()))
-                .collect();
-            let mut no_control = SendAncillaryBuffer::default();
-            let sent = sendmsg(fd.as_fd(), &slices, &mut no_control, SendFlags::NOSIGNAL);
+        use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags, sendmsg};
+        while let Some(front) = self.chunks.front() {
+            // A descriptor goes alone with its frame's first byte; other chunks
+            // gather up to the next such frame.
+            let carried = front.unsent_fd().map(|fd| [fd]);
+            let slices: Vec<IoSlice<'_>> = match carried {
+                Some(_) => vec![IoSlice::new(front.rest())],
+                None => self
+                    .chunks
+                    .iter()
+                    .take(64)
+                    .take_while(|c| c.unsent_fd().is_none())
+                    .map(|c| IoSlice::new(c.rest()))
+                    .collect(),
+            };
+            let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+            let mut control = SendAncillaryBuffer::new(&mut space);
+            if let Some(fds) = &carried
+                && !control.push(SendAncillaryMessage::ScmRights(fds))
+            {
+                return Err(io::Error::other("no room to send a descriptor"));
+            }
+            let sent = sendmsg(fd.as_fd(), &slices, &mut control, SendFlags::NOSIGNAL);
             match sent {
                 Ok(mut n) => {
                     while n > 0 {

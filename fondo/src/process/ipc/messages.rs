@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 
 /// Bumped whenever a header changes shape.
-pub(crate) const PROTOCOL_VERSION: u32 = 4;
+pub(crate) const PROTOCOL_VERSION: u32 = 5;
 
 /// What the parent tells a worker.
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -54,6 +54,19 @@ pub(crate) enum ToWorker {
         lane: u8,
         /// Length of the body.
         len: u64,
+    },
+    /// Shared value `id` (a `Shared`): `len` bytes in the sealed memfd that comes
+    /// with this frame's first byte (`SCM_RIGHTS`). The worker maps it read-only.
+    Share {
+        /// The value's id, as tasks' arguments name it.
+        id: u64,
+        /// Its length in bytes.
+        len: u64,
+    },
+    /// The parent dropped its last handle to shared value `id`: forget it.
+    Forget {
+        /// The value's id.
+        id: u64,
     },
 }
 

@@ -5,6 +5,7 @@ use super::spawn::{
 };
 use crate::boundary::entry::offset_of_entry;
 use crate::boundary::item::{decode_outcome, encode_item, next_item};
+use crate::boundary::shares::Collector;
 use crate::config::DEFAULT_MAX_FRAME;
 use crate::error::{Error, Payload, Result};
 use crate::process::ipc::frames::{Fill, FrameWriter, decode_header};
@@ -46,9 +47,22 @@ where
 {
     let _ = f; // zero-sized: the worker conjures its own copy from the offset
     let mut body = Vec::new();
+    let collector = Collector::start();
     encode_item(&mut body, &args, Payload::Arguments)?;
+    let shares = collector.take();
+    drop(collector);
     let mut worker = start_worker(&WorkerOptions::for_child(), None)?;
     let mut out = FrameWriter::default();
+    for share in &shares {
+        let header = ToWorker::Share {
+            id: share.id(),
+            len: share.len() as u64,
+        };
+        match share.fd() {
+            Some(fd) => out.push_with_fd(&header, DEFAULT_MAX_FRAME, fd.try_clone_to_owned()?)?,
+            None => out.push(&header, DEFAULT_MAX_FRAME, |_| {})?,
+        }
+    }
     let run = ToWorker::Run {
         job: 0,
         entry: offset_of_entry::<F, Args>(),

@@ -52,6 +52,9 @@ pub(super) struct SlotState {
     pub(super) dispatched: u64,
     /// Jobs sent to the current worker: numbers its jobs as it claims them.
     pub(super) sent_jobs: u64,
+    /// Shared values the current worker has (see `boundary::shares`), by id.
+    pub(super) sent_shares:
+        std::collections::HashMap<u64, std::sync::Weak<crate::boundary::shares::Share>>,
     /// No more work for this worker: it is being recycled or stopped.
     pub(super) retiring: bool,
     /// Running estimate of one task's time on this worker, in nanoseconds (an upper
@@ -93,7 +96,44 @@ impl SlotState {
     /// Queues job `id` for the worker: its arguments where they are when in the
     /// pool's arena, through a free down lane when big, else inline. Returns the lane
     /// used.
+    /// Queues what the worker needs before job `job` and does not have yet: the
+    /// shared values its arguments name (each with its memfd); and tells it to
+    /// forget those whose last handle the parent dropped.
+    fn deliver_shares(&mut self, job: &ProcJob, max_frame: usize) -> Result<()> {
+        if !self.sent_shares.is_empty() {
+            let gone: Vec<u64> = self
+                .sent_shares
+                .iter()
+                .filter(|(_, share)| share.strong_count() == 0)
+                .map(|(id, _)| *id)
+                .collect();
+            for id in gone {
+                self.sent_shares.remove(&id);
+                self.writer.push(&ToWorker::Forget { id }, max_frame, |_| {})?;
+            }
+        }
+        for share in &job.shares {
+            if self.sent_shares.contains_key(&share.id()) {
+                continue;
+            }
+            let header = ToWorker::Share {
+                id: share.id(),
+                len: share.len() as u64,
+            };
+            match share.fd() {
+                Some(fd) => self
+                    .writer
+                    .push_with_fd(&header, max_frame, fd.try_clone_to_owned()?)?,
+                None => self.writer.push(&header, max_frame, |_| {})?,
+            }
+            self.sent_shares
+                .insert(share.id(), std::sync::Arc::downgrade(share));
+        }
+        Ok(())
+    }
+
     fn send(&mut self, id: u64, job: &ProcJob, max_frame: usize) -> Result<Option<usize>> {
+        self.deliver_shares(job, max_frame)?;
         if let Some((slot, len)) = job.args.in_arena().filter(|_| self.arena) {
             let run = ToWorker::RunInArena {
                 job: id,

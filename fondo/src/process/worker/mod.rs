@@ -7,6 +7,7 @@ pub(crate) mod trust;
 use crate::boundary::entry::{EntryFn, Resolver, initialize};
 use crate::boundary::failure::{TaskFailure, WireResult};
 use crate::boundary::item::push_item;
+use crate::boundary::shares::{self, FrozenBytes, Share};
 use crate::boundary::spill::{AnswerBuf, FreeWindow, Place};
 use crate::error::{Error, Result};
 use crate::process::ipc::arena::Arena;
@@ -216,7 +217,7 @@ fn serve(spec: &str) -> Result<()> {
     sock.set_nonblocking(true)?;
     let mut link = Link {
         sock,
-        reader: FrameReader::new(spec.max_frame),
+        reader: FrameReader::taking_descriptors(spec.max_frame),
         writer: FrameWriter::default(),
         max_frame: spec.max_frame,
     };
@@ -265,6 +266,16 @@ fn serve(spec: &str) -> Result<()> {
                 answers.progress.set_ready();
             }
             ToWorker::Shutdown => break,
+            ToWorker::Share { id, len: 0 } => {
+                Share::receive(id, FrozenBytes::Empty);
+            }
+            ToWorker::Share { id, len } => {
+                let fd = link.reader.take_descriptor().ok_or_else(|| {
+                    Error::Protocol(format!("shared value {id} came without its memory"))
+                })?;
+                Share::receive(id, FrozenBytes::map(fd.as_fd(), body_len(len)?)?);
+            }
+            ToWorker::Forget { id } => shares::registry().forget(id),
             _ if answers.claim_next() == Claim::Skip => {
                 // The parent took this job back for an idle worker.
             }
@@ -343,7 +354,10 @@ impl<'a> Job<'a> {
                 let args = unsafe { arena.read(slot as usize, body_len(len)?)? };
                 (job, entry, count, args)
             }
-            ToWorker::Setup { .. } | ToWorker::Shutdown => {
+            ToWorker::Setup { .. }
+            | ToWorker::Shutdown
+            | ToWorker::Share { .. }
+            | ToWorker::Forget { .. } => {
                 return Err(Error::Protocol("not a job".into()));
             }
         };
