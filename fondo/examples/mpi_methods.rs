@@ -30,6 +30,14 @@ fn pow(b: u64, e: u32) -> u64 {
     b.pow(e)
 }
 
+fn scaled(k: &u64, x: u64) -> u64 {
+    k * x
+}
+
+fn slice_sum(data: fondo::Shared<[u32]>, from: usize) -> u64 {
+    data[from..].iter().map(|&v| u64::from(v)).sum()
+}
+
 fn check_two(x: i32) -> i32 {
     assert!(x != 2, "two is not allowed");
     x
@@ -133,6 +141,21 @@ fn main() {
 
     let r = pool.apply(pow, (2, 3));
     c.check("apply", matches!(r, Ok(8)), &r);
+
+    // Shared values reach every rank once; a context through map_with.
+    let shared = fondo::Shared::new(3u64).and_then(|k| pool.map_with(&k, scaled, 0..40));
+    c.check(
+        "map_with (Shared context)",
+        shared.as_ref().is_ok_and(|v| v.len() == 40 && v[39] == 117),
+        &shared,
+    );
+    let data = fondo::Shared::from_slice(&[1u32, 2, 3, 4])
+        .and_then(|d| pool.starmap(slice_sum, (0..8).map(|i| (d.clone(), i % 4))));
+    c.check(
+        "Shared slice",
+        data.as_ref().is_ok_and(|v| v[..4] == [10, 9, 7, 4]),
+        &data,
+    );
 
     let handles: Vec<_> = (0..50u64).map(|i| pool.apply_async(square, (i,))).collect();
     let got: Vec<_> = handles.into_iter().map(|h| h.get()).collect();

@@ -86,9 +86,7 @@ pub fn serialize<S: Serializer, T: Pod>(values: &[T], serializer: S) -> Result<S
 
 /// Deserialises a vector from raw bytes written by [`serialize`]: one copy, into a
 /// fresh, properly aligned vector.
-pub fn deserialize<'de, D: Deserializer<'de>, T: Pod>(
-    deserializer: D,
-) -> Result<Vec<T>, D::Error> {
+pub fn deserialize<'de, D: Deserializer<'de>, T: Pod>(deserializer: D) -> Result<Vec<T>, D::Error> {
     deserializer.deserialize_bytes(PodVisitor(PhantomData))
 }
 
@@ -104,9 +102,11 @@ impl<T: Pod> Visitor<'_> for PodVisitor<T> {
     fn visit_bytes<E: serde::de::Error>(self, bytes: &[u8]) -> Result<Vec<T>, E> {
         let size = std::mem::size_of::<T>();
         if size == 0 {
-            return Err(E::custom("an array of zero-sized elements has no bytes to carry"));
+            return Err(E::custom(
+                "an array of zero-sized elements has no bytes to carry",
+            ));
         }
-        if bytes.len() % size != 0 {
+        if !bytes.len().is_multiple_of(size) {
             return Err(E::custom(format!(
                 "{} bytes are not a whole number of {}-byte {}",
                 bytes.len(),

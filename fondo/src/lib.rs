@@ -108,8 +108,8 @@
 //! repository.
 #![warn(missing_docs, missing_debug_implementations)]
 
-mod backend;
 pub mod array;
+mod backend;
 mod boundary;
 mod config;
 pub mod cpu;

@@ -270,9 +270,17 @@ mod tests {
         let s = Shared::new(7u64).expect("share");
         let collector = shares::Collector::start();
         let bytes = postcard::to_allocvec(&(s.clone(), 1u8)).expect("encodes");
-        assert_eq!(collector.take().len(), 1, "the share was noted for delivery");
+        assert_eq!(
+            collector.take().len(),
+            1,
+            "the share was noted for delivery"
+        );
         drop(collector);
-        assert!(bytes.len() <= 1 + 10, "an id, not the value: {} bytes", bytes.len());
+        assert!(
+            bytes.len() <= 1 + 10,
+            "an id, not the value: {} bytes",
+            bytes.len()
+        );
         let (back, _): (Shared<u64>, u8) = postcard::from_bytes(&bytes).expect("decodes");
         assert_eq!(*back, 7);
     }

@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 /// Bytes nobody writes any more: a read-only mapping of a sealed memfd, or (on an
 /// MPI rank, which receives them in a message) a heap buffer aligned like a page.
+#[cfg_attr(not(feature = "mpi"), allow(dead_code))]
 pub(crate) enum FrozenBytes {
     /// Nothing to hold (an empty value): no mapping, no descriptor.
     Empty,
@@ -65,6 +66,7 @@ impl FrozenBytes {
     }
 
     /// Keeps bytes received whole, aligned.
+    #[cfg_attr(not(any(feature = "mpi", test)), allow(dead_code))]
     pub(crate) fn from_heap(bytes: &[u8]) -> FrozenBytes {
         let mut lines = vec![Line([0; 64]); bytes.len().div_ceil(64)];
         bytemuck::cast_slice_mut::<Line, u8>(&mut lines)[..bytes.len()].copy_from_slice(bytes);
@@ -154,7 +156,8 @@ impl Share {
         static NEXT: AtomicU64 = AtomicU64::new(1);
         // The process id in the high half: a share made in a worker (a task's own
         // pool) can never be mistaken for one of its parent's.
-        let id = (u64::from(std::process::id()) << 32) | (NEXT.fetch_add(1, Ordering::Relaxed) & 0xffff_ffff);
+        let id = (u64::from(std::process::id()) << 32)
+            | (NEXT.fetch_add(1, Ordering::Relaxed) & 0xffff_ffff);
         let (fd, frozen) = if bytes.is_empty() {
             (None, FrozenBytes::Empty)
         } else {
@@ -339,7 +342,10 @@ mod tests {
         assert!(rustix::io::pwrite(fd, b"J", 0).is_err());
         let seen = FrozenBytes::map(fd, share.len()).expect("a second mapping");
         assert_eq!(seen.bytes(), b"hello, workers");
-        assert!(FrozenBytes::map(fd, 3).is_err(), "a wrong length is refused");
+        assert!(
+            FrozenBytes::map(fd, 3).is_err(),
+            "a wrong length is refused"
+        );
     }
 
     #[test]
@@ -362,7 +368,10 @@ mod tests {
             assert_eq!(inner.take().len(), 1);
         }
         note(&a);
-        assert_eq!(outer.take().iter().map(|s| s.id()).collect::<Vec<_>>(), [a.id()]);
+        assert_eq!(
+            outer.take().iter().map(|s| s.id()).collect::<Vec<_>>(),
+            [a.id()]
+        );
         assert!(outer.take().is_empty(), "taken");
         drop(outer);
         note(&b); // outside any collection: nothing happens
@@ -379,7 +388,10 @@ mod tests {
         assert_eq!(v, Ok(&5));
         assert_eq!(share.value::<u32>(|_| unreachable!()), Ok(&5));
         assert_eq!(calls, 1);
-        assert!(share.value::<u8>(|_| Ok(0)).is_err(), "another type is an error");
+        assert!(
+            share.value::<u8>(|_| Ok(0)).is_err(),
+            "another type is an error"
+        );
         assert!(registry().get(u64::MAX - 7).is_some());
         registry().forget(u64::MAX - 7);
         assert!(registry().get(u64::MAX - 7).is_none());

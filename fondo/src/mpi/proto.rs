@@ -26,6 +26,12 @@ pub(crate) const TAG_RUN: i32 = 0x0f03;
 pub(crate) const TAG_DONE: i32 = 0x0f04;
 pub(crate) const TAG_STOP: i32 = 0x0f05;
 pub(crate) const TAG_BYE: i32 = 0x0f06;
+/// A shared value (`fondo::Shared`): its id (u64 LE), then its bytes. Sent to a
+/// rank once, before the first RUN that names it (same source and any-tag probes:
+/// MPI keeps their order).
+pub(crate) const TAG_SHARE: i32 = 0x0f07;
+/// The last handle to a shared value was dropped: its id (u64 LE).
+pub(crate) const TAG_FORGET: i32 = 0x0f08;
 
 /// Bytes before the arguments in a RUN message.
 pub(crate) const RUN_HEADER: usize = 8 + 8 + 4;
@@ -189,6 +195,22 @@ pub(crate) fn run_message(job: u64, entry: i64, count: u32, args: &[u8]) -> Vec<
     m.extend_from_slice(&count.to_le_bytes());
     m.extend_from_slice(args);
     m
+}
+
+/// A SHARE message: the value's id, then its bytes.
+pub(crate) fn share_message(id: u64, bytes: &[u8]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(8 + bytes.len());
+    m.extend_from_slice(&id.to_le_bytes());
+    m.extend_from_slice(bytes);
+    m
+}
+
+/// The id at the head of a SHARE or FORGET message, and what follows it.
+pub(crate) fn parse_share(m: &[u8]) -> Result<(u64, &[u8])> {
+    let (id, bytes) = m
+        .split_first_chunk::<8>()
+        .ok_or_else(|| Error::Protocol("SHARE/FORGET message without an id".into()))?;
+    Ok((u64::from_le_bytes(*id), bytes))
 }
 
 /// Splits a RUN message into `(job, entry, count, arguments)`.

@@ -4,8 +4,8 @@
 use super::MpiJob;
 use super::comm::{Backoff, OwnedSend, tighten_timer_slack};
 use super::proto::{
-    ExeFingerprint, Hello, Setup, TAG_BYE, TAG_DONE, TAG_HELLO, TAG_RUN, TAG_SETUP, TAG_STOP,
-    parse_done, run_message,
+    ExeFingerprint, Hello, Setup, TAG_BYE, TAG_DONE, TAG_FORGET, TAG_HELLO, TAG_RUN, TAG_SETUP,
+    TAG_SHARE, TAG_STOP, parse_done, run_message, share_message,
 };
 use super::worker::refusal;
 use crate::config::Config;
@@ -138,6 +138,44 @@ struct Rank {
     /// When the rank last got or answered work (a counter): a rank that worked
     /// recently is still polling hot, one idle for long sleeps between polls.
     last_active: u64,
+    /// Shared values the rank has received, by id.
+    shares: std::collections::HashMap<u64, std::sync::Weak<crate::boundary::shares::Share>>,
+}
+
+impl Rank {
+    /// Queues, before `job`, the shared values it names that this rank lacks, and
+    /// tells the rank to forget those whose last handle was dropped.
+    fn deliver_shares(
+        &mut self,
+        world: &SimpleCommunicator,
+        job: &MpiJob,
+        sends: &mut Vec<OwnedSend>,
+    ) {
+        let dest = world.process_at_rank(self.rank);
+        let gone: Vec<u64> = self
+            .shares
+            .iter()
+            .filter(|(_, share)| share.strong_count() == 0)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in gone {
+            self.shares.remove(&id);
+            sends.push(OwnedSend::start(
+                &dest,
+                id.to_le_bytes().to_vec(),
+                TAG_FORGET,
+            ));
+        }
+        for share in &job.shares {
+            if self.shares.contains_key(&share.id()) {
+                continue;
+            }
+            let msg = share_message(share.id(), share.bytes());
+            sends.push(OwnedSend::start(&dest, msg, TAG_SHARE));
+            self.shares
+                .insert(share.id(), std::sync::Arc::downgrade(share));
+        }
+    }
 }
 
 /// The dispatcher loop: runs until the pool is closed and drained, or terminated;
@@ -150,6 +188,7 @@ pub(crate) fn dispatch(world: &SimpleCommunicator, shared: &Shared) {
             rank,
             inflight: VecDeque::new(),
             last_active: 0,
+            shares: std::collections::HashMap::new(),
         })
         .collect();
     let mut sends: Vec<OwnedSend> = Vec::new();
@@ -193,6 +232,7 @@ pub(crate) fn dispatch(world: &SimpleCommunicator, shared: &Shared) {
             };
             let id = next_id;
             next_id += 1;
+            ranks[i].deliver_shares(world, &job, &mut sends);
             let msg = run_message(id, job.entry, job.count, &job.args);
             let dest = world.process_at_rank(ranks[i].rank);
             sends.push(OwnedSend::start(&dest, msg, TAG_RUN));

@@ -3,13 +3,14 @@
 
 use super::comm::Backoff;
 use super::proto::{
-    ExeFingerprint, Hello, PROTOCOL, Setup, TAG_BYE, TAG_DONE, TAG_RUN, TAG_SETUP, TAG_STOP,
-    host_name, parse_run, start_done,
+    ExeFingerprint, Hello, PROTOCOL, Setup, TAG_BYE, TAG_DONE, TAG_FORGET, TAG_RUN, TAG_SETUP,
+    TAG_SHARE, TAG_STOP, host_name, parse_run, parse_share, start_done,
 };
 use crate::boundary::clock::TaskClock;
 use crate::boundary::entry::{Resolver, initialize};
 use crate::boundary::failure::{TaskFailure, WireResult};
 use crate::boundary::item::push_item;
+use crate::boundary::shares::{self, FrozenBytes, Share};
 use crate::boundary::spill::{AnswerBuf, Place};
 use crate::error::{Error, Result};
 use mpi::point_to_point::MatchedReceiveVec;
@@ -99,6 +100,18 @@ pub(crate) fn serve(world: &SimpleCommunicator, exe: Result<ExeFingerprint>) -> 
             match tag {
                 TAG_RUN => pending.push_back(msg),
                 TAG_STOP => stop = true,
+                // Before the RUN that names it: MPI keeps the order of one sender's
+                // messages that the same (any-tag) probe matches.
+                TAG_SHARE => match parse_share(&msg) {
+                    Ok((id, bytes)) => {
+                        Share::receive(id, FrozenBytes::from_heap(bytes));
+                    }
+                    Err(e) => fatal(world, &e.to_string()),
+                },
+                TAG_FORGET => match parse_share(&msg) {
+                    Ok((id, _)) => shares::registry().forget(id),
+                    Err(e) => fatal(world, &e.to_string()),
+                },
                 other => fatal(world, &format!("unexpected message with tag {other:#x}")),
             }
         }

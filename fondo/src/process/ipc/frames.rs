@@ -146,8 +146,8 @@ impl FrameReader {
         let Some(queue) = self.descriptors.as_mut() else {
             return rustix::io::read(fd, dst);
         };
-        let mut space = [std::mem::MaybeUninit::uninit();
-            rustix::cmsg_space!(ScmRights(MAX_DESCRIPTORS))];
+        let mut space =
+            [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_DESCRIPTORS))];
         let mut control = RecvAncillaryBuffer::new(&mut space);
         let received = recvmsg(
             fd,

@@ -109,7 +109,8 @@ impl SlotState {
                 .collect();
             for id in gone {
                 self.sent_shares.remove(&id);
-                self.writer.push(&ToWorker::Forget { id }, max_frame, |_| {})?;
+                self.writer
+                    .push(&ToWorker::Forget { id }, max_frame, |_| {})?;
             }
         }
         for share in &job.shares {
@@ -121,9 +122,10 @@ impl SlotState {
                 len: share.len() as u64,
             };
             match share.fd() {
-                Some(fd) => self
-                    .writer
-                    .push_with_fd(&header, max_frame, fd.try_clone_to_owned()?)?,
+                Some(fd) => {
+                    self.writer
+                        .push_with_fd(&header, max_frame, fd.try_clone_to_owned()?)?
+                }
                 None => self.writer.push(&header, max_frame, |_| {})?,
             }
             self.sent_shares
