@@ -91,7 +91,7 @@ fn threads_use_the_context_in_place() {
 
 fn page_aligned_sum(data: Shared<[u64]>, from: usize) -> (bool, u64) {
     (
-        data.as_ptr() as usize % 4096 == 0,
+        (data.as_ptr() as usize).is_multiple_of(4096),
         data[from..].iter().sum(),
     )
 }
