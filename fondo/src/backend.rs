@@ -73,6 +73,10 @@ pub(crate) mod seam {
 
     /// How a backend queues batches of `F` on `Args`.
     pub trait Submit<F: Task<Args>, Args> {
+        /// Evaluated (at compile time) by every pool method that takes a task, so a
+        /// task the backend refuses is reported at the user's call: processes
+        /// refuse what is not zero-sized.
+        const ACCEPTS: () = ();
         /// Queues the batches. A backend that refuses them (closed or terminated
         /// pool) fails their tasks with the reason: a submission never vanishes.
         fn submit(&self, f: &Arc<F>, batches: Vec<Batch<Args, F::Output>>);

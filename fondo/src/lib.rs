@@ -142,6 +142,6 @@ pub use pool::Pool;
 pub use process::{Child, Processes, spawn};
 pub use result::AsyncResult;
 pub use shared::Shared;
-pub use task::Task;
+pub use task::{ProcessTask, Task};
 pub use thread::Threads;
 pub use timer::{Timer, TimerGuard};

@@ -1,5 +1,6 @@
 //! `Pool`: Python's `multiprocessing.Pool` methods, written once over any backend.
 
+use crate::backend::seam::Submit;
 use crate::backend::{Backend, Batch, Runs};
 use crate::config::Builder;
 use crate::error::{Error, Result};
@@ -73,6 +74,7 @@ impl<B: Backend> Pool<B> {
         B: Runs<F, (T,)>,
         R: Send + 'static,
     {
+        let () = <B as Submit<F, (T,)>>::ACCEPTS;
         self.map_async(f, items).get()
     }
 
@@ -87,6 +89,7 @@ impl<B: Backend> Pool<B> {
         B: Runs<F, (T,)>,
         R: Send + 'static,
     {
+        let () = <B as Submit<F, (T,)>>::ACCEPTS;
         self.starmap_async(f, items.into_iter().map(|x| (x,)))
     }
 
@@ -117,6 +120,7 @@ impl<B: Backend> Pool<B> {
         B: Runs<crate::shared::WithContext<F, C>, (crate::Shared<C>, T)>,
         R: Send + 'static,
     {
+        let () = <B as Submit<crate::shared::WithContext<F, C>, (crate::Shared<C>, T)>>::ACCEPTS;
         let items = items.into_iter().map(|item| (context.clone(), item));
         self.starmap(crate::shared::WithContext::new(f), items)
     }
@@ -129,6 +133,7 @@ impl<B: Backend> Pool<B> {
         B: Runs<F, Args>,
         R: Send + 'static,
     {
+        let () = <B as Submit<F, Args>>::ACCEPTS;
         self.starmap_async(f, items).get()
     }
 
@@ -143,6 +148,7 @@ impl<B: Backend> Pool<B> {
         B: Runs<F, Args>,
         R: Send + 'static,
     {
+        let () = <B as Submit<F, Args>>::ACCEPTS;
         let items: Vec<Args> = items.into_iter().collect();
         let (result, sink) = MapSink::new(items.len());
         result.helped_by(self.backend.helper());
@@ -164,6 +170,7 @@ impl<B: Backend> Pool<B> {
         B: Runs<F, Args>,
         R: Send + 'static,
     {
+        let () = <B as Submit<F, Args>>::ACCEPTS;
         self.apply_async(f, args).get()
     }
 
@@ -175,6 +182,7 @@ impl<B: Backend> Pool<B> {
         B: Runs<F, Args>,
         R: Send + 'static,
     {
+        let () = <B as Submit<F, Args>>::ACCEPTS;
         let (result, slot) = AsyncResult::pending();
         result.helped_by(self.backend.helper());
         self.track(slot.clone());
@@ -199,6 +207,7 @@ impl<B: Backend> Pool<B> {
         B: Runs<F, (I::Item,)>,
         R: Send + 'static,
     {
+        let () = <B as Submit<F, (I::Item,)>>::ACCEPTS;
         Imap::new(self, f, items.into_iter(), Order::Input)
     }
 
@@ -211,6 +220,7 @@ impl<B: Backend> Pool<B> {
         B: Runs<F, (I::Item,)>,
         R: Send + 'static,
     {
+        let () = <B as Submit<F, (I::Item,)>>::ACCEPTS;
         Imap::new(self, f, items.into_iter(), Order::Completion)
     }
 

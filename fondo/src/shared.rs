@@ -225,6 +225,55 @@ where
     }
 }
 
+/// Pairs a context with a task that takes it (what [`partial!`](crate::partial) makes):
+/// the closure gets its signature, `Fn(&C, T) -> R`, from here.
+#[doc(hidden)]
+pub fn bind<C: ?Sized, F, T, R>(context: Shared<C>, task: F) -> (Shared<C>, F)
+where
+    F: Fn(&C, T) -> R,
+{
+    (context, task)
+}
+
+/// Writes a task that needs values from its surroundings, Python's
+/// `functools.partial`: list the values it captures, and get a context
+/// ([`Shared`], sent once per worker) and a task that takes it, for
+/// [`Pool::map_with`](crate::Pool::map_with). Inside the body the listed names are
+/// references to the context's copies.
+///
+/// ```
+/// let (offset, scale) = (10u64, 3u64);
+/// let (context, task) = fondo::partial!((offset, scale) |x: u64| (x + offset) * scale)?;
+/// let pool = fondo::Pool::processes(2)?;
+/// assert_eq!(pool.map_with(&context, task, 0..3)?, [30, 33, 36]);
+/// # Ok::<(), fondo::Error>(())
+/// ```
+///
+/// A value the body uses but the list leaves out makes the task a capturing
+/// closure, refused by the compiler at this line; a listed value that is not
+/// `serde` is refused at this line too.
+///
+/// ```compile_fail
+/// let (offset, name) = (10u64, String::from("left out"));
+/// let (context, task) = fondo::partial!((offset) |x: u64| x + offset + name.len() as u64)?;
+/// let pool = fondo::Pool::processes(2)?;
+/// let _ = pool.map_with(&context, task, 0..3);
+/// # Ok::<(), fondo::Error>(())
+/// ```
+#[macro_export]
+macro_rules! partial {
+    (($($captured:ident),+ $(,)?) |$arg:ident : $ty:ty| $body:expr) => {
+        $crate::Shared::new(($($captured,)+)).map(|context| {
+            $crate::shared::bind(context, |($($captured,)+), $arg: $ty| $body)
+        })
+    };
+    (($($captured:ident),+ $(,)?) |$arg:ident| $body:expr) => {
+        $crate::Shared::new(($($captured,)+)).map(|context| {
+            $crate::shared::bind(context, |($($captured,)+), $arg| $body)
+        })
+    };
+}
+
 /// A `Shared` travels as its id: the backend delivers the memory itself to each
 /// worker once, before the first task that needs it.
 impl<T: ?Sized> Serialize for Shared<T> {

@@ -39,3 +39,32 @@ spread!(A1, A2, A3, A4, A5);
 spread!(A1, A2, A3, A4, A5, A6);
 spread!(A1, A2, A3, A4, A5, A6, A7);
 spread!(A1, A2, A3, A4, A5, A6, A7, A8);
+
+/// A task that can run in another process: [`Task`] and `Copy` — a `fn` item or a
+/// closure that captures nothing (fondo also checks, when it compiles the task's
+/// entry point, that it is zero-sized: no fn pointer, no captured `Copy` value).
+///
+/// Implemented for every such type; the bound is here so that the compiler's
+/// message says what to do.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot run in a worker process: it captures a value",
+    label = "a process task must be a `fn` item or a closure that captures nothing",
+    note = "pass what it needs as an argument, or once per worker as a context: \
+            `pool.map_with(&fondo::Shared::new(value)?, |value, x| ..., items)`"
+)]
+pub trait ProcessTask<Args>: Task<Args> + Copy {}
+
+impl<F: Task<Args> + Copy, Args> ProcessTask<Args> for F {}
+
+/// Checks, when a process task's code is compiled, that it is zero-sized: the
+/// worker makes its own value of the task's type out of nothing.
+pub(crate) const fn assert_zero_sized<F>() {
+    assert!(
+        std::mem::size_of::<F>() == 0,
+        "fondo: this process task is not a `fn` item or a closure that captures nothing. \
+         A closure that captures a value cannot run in a worker process (its type names \
+         the line): pass the value as an argument, or once per worker with \
+         `Pool::map_with` and a `fondo::Shared`. A `fn` pointer is an address, not a \
+         function: pass the `fn` item itself (`square`, not `square as fn(u64) -> u64`)."
+    );
+}

@@ -107,12 +107,7 @@ pub(crate) fn initialize(
 /// one more. A zero-sized `Copy` value whose mere existence vouches for something
 /// done in the process that made it is the one case left to the user, documented.
 fn conjure<F: Copy>() -> F {
-    const {
-        assert!(
-            std::mem::size_of::<F>() == 0,
-            "fondo: only zero-sized callables (fn items and closures that capture nothing) can run in another process"
-        )
-    };
+    const { crate::task::assert_zero_sized::<F>() };
     // SAFETY: `F` is zero-sized (checked above at compile time), so no bytes are
     // read and none need be valid; it is inhabited, since the parent held a value
     // of it; it is `Copy` (no destructor runs for the conjured value, and any

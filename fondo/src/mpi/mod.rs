@@ -83,7 +83,6 @@ use crate::pool::Pool;
 /// A batch of an MPI pool, encoded (ranks share no memory: arguments stay on the heap).
 pub(crate) type MpiJob = EncodedJob<HeapArgs>;
 use crate::queue::JobQueue;
-use crate::task::Task;
 use mpi::traits::Communicator;
 use proto::ExeFingerprint;
 use rank0::Shared;
@@ -313,10 +312,12 @@ impl Workers for Mpi {
 
 impl<F, Args> Submit<F, Args> for Mpi
 where
-    F: Task<Args> + Copy,
+    F: crate::task::ProcessTask<Args>,
     Args: Serialize + DeserializeOwned + Send + 'static,
     F::Output: Serialize + DeserializeOwned + Send + 'static,
 {
+    const ACCEPTS: () = crate::task::assert_zero_sized::<F>();
+
     fn submit(&self, _f: &Arc<F>, batches: Vec<Batch<Args, F::Output>>) {
         let max_frame = self.shared.config.max_frame;
         // MPI sends copy out of the buffer, so there is nothing to recycle here.

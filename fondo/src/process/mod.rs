@@ -19,7 +19,6 @@ use crate::backend::{Backend, Batch};
 use crate::config::Builder;
 use crate::error::{Error, Result};
 use crate::pool::Pool;
-use crate::task::Task;
 use parent::{ProcJob, Shared};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -218,10 +217,12 @@ impl Workers for Processes {
 
 impl<F, Args> Submit<F, Args> for Processes
 where
-    F: Task<Args> + Copy,
+    F: crate::task::ProcessTask<Args>,
     Args: Serialize + DeserializeOwned + Send + 'static,
     F::Output: Serialize + DeserializeOwned + Send + 'static,
 {
+    const ACCEPTS: () = crate::task::assert_zero_sized::<F>();
+
     fn submit(&self, _f: &Arc<F>, batches: Vec<Batch<Args, F::Output>>) {
         let max_frame = self.shared.config.max_frame;
         let encode = |b| ProcJob::encode::<F, Args>(b, max_frame, &self.shared.buffers);

@@ -11,7 +11,6 @@ use crate::error::{Error, Payload, Result};
 use crate::process::ipc::frames::{Fill, FrameWriter, decode_header};
 use crate::process::ipc::lanes::Answer;
 use crate::process::ipc::messages::{FromWorker, ToWorker};
-use crate::task::Task;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::marker::PhantomData;
@@ -41,10 +40,11 @@ use std::time::{Duration, Instant};
 /// ```
 pub fn spawn<F, Args>(f: F, args: Args) -> Result<Child<F::Output>>
 where
-    F: Task<Args> + Copy,
+    F: crate::task::ProcessTask<Args>,
     Args: Serialize + DeserializeOwned,
     F::Output: Serialize + DeserializeOwned,
 {
+    const { crate::task::assert_zero_sized::<F>() };
     let _ = f; // zero-sized: the worker conjures its own copy from the offset
     let mut body = Vec::new();
     let collector = Collector::start();
