@@ -80,6 +80,26 @@
 //! mapped, and gives it back after a second without work, or every 10 s while busy;
 //! [`Builder::return_freed_memory`] makes it give memory back at once instead.
 //!
+//! # Context and shared data
+//!
+//! Worker processes never run `main`: statics it filled, a logger it installed,
+//! files it opened do not exist there. Tasks get what they need as arguments — or
+//! as a [`Shared`] value, sent once to each worker and never with each task:
+//! [`Pool::map_with`] runs `f(&context, item)`, [`partial!`] lists a closure's
+//! captured values as such a context, and [`Shared::from_slice`] holds a big array
+//! every worker reads in place. [`Array`] moves numeric vectors as raw bytes.
+//!
+//! ```
+//! use fondo::{Pool, Shared};
+//!
+//! fn scale(k: &u64, x: u64) -> u64 { k * x }
+//!
+//! let pool = Pool::processes(2)?;
+//! let k = Shared::new(3u64)?;
+//! assert_eq!(pool.map_with(&k, scale, 1..=3)?, [3, 6, 9]);
+//! # Ok::<(), fondo::Error>(())
+//! ```
+//!
 //! # Failures are per task
 //!
 //! ```
