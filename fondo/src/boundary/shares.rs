@@ -281,6 +281,47 @@ pub(crate) fn registry() -> &'static Registry {
     REGISTRY.get_or_init(Registry::default)
 }
 
+/// The shares one worker (process or rank) holds, as its parent tracks them: what
+/// a job needs sent first, and what to tell the worker to forget.
+#[derive(Debug, Default)]
+pub(crate) struct Delivered {
+    shares: HashMap<u64, std::sync::Weak<Share>>,
+}
+
+impl Delivered {
+    /// The ids of delivered shares whose last handle in the parent went: the
+    /// worker may forget them. They count as no longer delivered.
+    pub(crate) fn gone(&mut self) -> Vec<u64> {
+        if self.shares.is_empty() {
+            return Vec::new();
+        }
+        let gone: Vec<u64> = self
+            .shares
+            .iter()
+            .filter(|(_, share)| share.strong_count() == 0)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &gone {
+            self.shares.remove(id);
+        }
+        gone
+    }
+
+    /// Those of `needed` the worker lacks, counted as delivered from now on.
+    pub(crate) fn missing<'a>(&mut self, needed: &'a [Arc<Share>]) -> Vec<&'a Arc<Share>> {
+        needed
+            .iter()
+            .filter(|share| {
+                let new = !self.shares.contains_key(&share.id);
+                if new {
+                    self.shares.insert(share.id, Arc::downgrade(share));
+                }
+                new
+            })
+            .collect()
+    }
+}
+
 thread_local! {
     /// While a batch's arguments are encoded: the shares they refer to.
     static COLLECTING: RefCell<Option<Vec<Arc<Share>>>> = const { RefCell::new(None) };
@@ -346,6 +387,22 @@ mod tests {
             FrozenBytes::map(fd, 3).is_err(),
             "a wrong length is refused"
         );
+    }
+
+    #[test]
+    fn delivered_shares_are_sent_once_and_forgotten_when_gone() {
+        let a = Share::create(b"a", None).expect("a");
+        let b = Share::create(b"b", None).expect("b");
+        let mut delivered = Delivered::default();
+        let needed = [a.clone(), b.clone()];
+        assert_eq!(delivered.missing(&needed).len(), 2);
+        assert!(delivered.missing(&needed).is_empty(), "sent once");
+        assert!(delivered.gone().is_empty());
+        let b_id = b.id();
+        drop(needed);
+        drop(b);
+        assert_eq!(delivered.gone(), [b_id]);
+        assert_eq!(delivered.missing(&[a]).len(), 0);
     }
 
     #[test]

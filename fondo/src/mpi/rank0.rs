@@ -138,8 +138,8 @@ struct Rank {
     /// When the rank last got or answered work (a counter): a rank that worked
     /// recently is still polling hot, one idle for long sleeps between polls.
     last_active: u64,
-    /// Shared values the rank has received, by id.
-    shares: std::collections::HashMap<u64, std::sync::Weak<crate::boundary::shares::Share>>,
+    /// Shared values the rank has received.
+    shares: crate::boundary::shares::Delivered,
 }
 
 impl Rank {
@@ -152,28 +152,16 @@ impl Rank {
         sends: &mut Vec<OwnedSend>,
     ) {
         let dest = world.process_at_rank(self.rank);
-        let gone: Vec<u64> = self
-            .shares
-            .iter()
-            .filter(|(_, share)| share.strong_count() == 0)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in gone {
-            self.shares.remove(&id);
+        for id in self.shares.gone() {
             sends.push(OwnedSend::start(
                 &dest,
                 id.to_le_bytes().to_vec(),
                 TAG_FORGET,
             ));
         }
-        for share in &job.shares {
-            if self.shares.contains_key(&share.id()) {
-                continue;
-            }
+        for share in self.shares.missing(&job.shares) {
             let msg = share_message(share.id(), share.bytes());
             sends.push(OwnedSend::start(&dest, msg, TAG_SHARE));
-            self.shares
-                .insert(share.id(), std::sync::Arc::downgrade(share));
         }
     }
 }
@@ -188,7 +176,7 @@ pub(crate) fn dispatch(world: &SimpleCommunicator, shared: &Shared) {
             rank,
             inflight: VecDeque::new(),
             last_active: 0,
-            shares: std::collections::HashMap::new(),
+            shares: crate::boundary::shares::Delivered::default(),
         })
         .collect();
     let mut sends: Vec<OwnedSend> = Vec::new();

@@ -52,9 +52,8 @@ pub(super) struct SlotState {
     pub(super) dispatched: u64,
     /// Jobs sent to the current worker: numbers its jobs as it claims them.
     pub(super) sent_jobs: u64,
-    /// Shared values the current worker has (see `boundary::shares`), by id.
-    pub(super) sent_shares:
-        std::collections::HashMap<u64, std::sync::Weak<crate::boundary::shares::Share>>,
+    /// Shared values the current worker has (see `boundary::shares`).
+    pub(super) shares: crate::boundary::shares::Delivered,
     /// No more work for this worker: it is being recycled or stopped.
     pub(super) retiring: bool,
     /// Running estimate of one task's time on this worker, in nanoseconds (an upper
@@ -100,23 +99,11 @@ impl SlotState {
     /// shared values its arguments name (each with its memfd); and tells it to
     /// forget those whose last handle the parent dropped.
     fn deliver_shares(&mut self, job: &ProcJob, max_frame: usize) -> Result<()> {
-        if !self.sent_shares.is_empty() {
-            let gone: Vec<u64> = self
-                .sent_shares
-                .iter()
-                .filter(|(_, share)| share.strong_count() == 0)
-                .map(|(id, _)| *id)
-                .collect();
-            for id in gone {
-                self.sent_shares.remove(&id);
-                self.writer
-                    .push(&ToWorker::Forget { id }, max_frame, |_| {})?;
-            }
+        for id in self.shares.gone() {
+            self.writer
+                .push(&ToWorker::Forget { id }, max_frame, |_| {})?;
         }
-        for share in &job.shares {
-            if self.sent_shares.contains_key(&share.id()) {
-                continue;
-            }
+        for share in self.shares.missing(&job.shares) {
             let header = ToWorker::Share {
                 id: share.id(),
                 len: share.len() as u64,
@@ -128,8 +115,6 @@ impl SlotState {
                 }
                 None => self.writer.push(&header, max_frame, |_| {})?,
             }
-            self.sent_shares
-                .insert(share.id(), std::sync::Arc::downgrade(share));
         }
         Ok(())
     }
