@@ -107,8 +107,19 @@
 //! threads. The threat model and its tests: RELIABILITY.md, "Security", in the
 //! repository.
 #![warn(missing_docs, missing_debug_implementations)]
+// Built without the process backend (threads only, or threads and MPI), parts of
+// the core only it calls are unused: that build is checked in CI, and dead code is
+// left to the default build's warnings, where everything is used.
+#![cfg_attr(not(feature = "process"), allow(dead_code))]
+
+#[cfg(all(feature = "process", not(target_os = "linux")))]
+compile_error!(
+    "fondo's process backend needs Linux (memfd, pidfd, PR_SET_PDEATHSIG); \
+     build with default-features = false for threads only"
+);
 
 mod backend;
+#[cfg(any(feature = "process", feature = "mpi"))]
 mod boundary;
 mod config;
 pub mod cpu;
@@ -121,6 +132,7 @@ mod monitor;
 pub mod mpi;
 mod panic;
 mod pool;
+#[cfg(feature = "process")]
 pub mod process;
 mod queue;
 mod result;
@@ -136,6 +148,7 @@ pub use cpu::{CpuInfo, cpu_count, cpu_info};
 pub use error::{Error, ExitCause, Payload, Result, SerdeStep};
 pub use imap::Imap;
 pub use pool::Pool;
+#[cfg(feature = "process")]
 pub use process::{Child, Processes, spawn};
 pub use result::AsyncResult;
 pub use task::Task;
