@@ -84,8 +84,11 @@ impl fmt::Display for ExitCause {
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The task panicked; the worker caught it and lives on.
-    #[error("task panicked: {message}")]
+    /// The task panicked; the worker caught it and lives on. Its message and
+    /// location are here, and in the error's `Display` (`task panicked: boom (at
+    /// src/main.rs:7:5)`): the worker prints nothing (set `FONDO_PRINT_PANICS=1`
+    /// to have the panic printed where it happened, as Rust prints any panic).
+    #[error("task panicked: {message}{}", at_location(.location))]
     Panicked {
         /// The panic payload, when it was a string.
         message: String,
@@ -162,6 +165,13 @@ pub enum Error {
     /// An operating-system error.
     #[error("I/O error: {0}")]
     Io(Arc<io::Error>),
+}
+
+/// ` (at file:line:column)`, or nothing when the location is unknown.
+fn at_location(location: &Option<String>) -> String {
+    location
+        .as_deref()
+        .map_or_else(String::new, |at| format!(" (at {at})"))
 }
 
 /// Which value of a task failed to cross a process boundary.
@@ -246,6 +256,20 @@ mod tests {
         assert_eq!(ExitCause::Signal(250).signal_name(), None);
         assert_eq!(ExitCause::Signal(250).to_string(), "killed by signal 250");
         assert_eq!(ExitCause::Code(3).to_string(), "exited with code 3");
+    }
+
+    #[test]
+    fn a_panic_says_where_it_happened_when_known() {
+        let at = Error::Panicked {
+            message: "boom".into(),
+            location: Some("src/main.rs:7:5".into()),
+        };
+        assert_eq!(at.to_string(), "task panicked: boom (at src/main.rs:7:5)");
+        let nowhere = Error::Panicked {
+            message: "boom".into(),
+            location: None,
+        };
+        assert_eq!(nowhere.to_string(), "task panicked: boom");
     }
 
     #[test]
