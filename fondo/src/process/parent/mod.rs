@@ -12,6 +12,7 @@ mod recovery;
 mod slot;
 pub(crate) mod spawn;
 mod supervisor;
+mod threads_env;
 
 pub(crate) use buffers::{Buffers, ProcJob};
 pub(crate) use slot::Slot;
