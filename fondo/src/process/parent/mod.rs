@@ -7,6 +7,7 @@
 
 mod buffers;
 pub(crate) mod child;
+mod logs;
 mod reader;
 mod recovery;
 mod slot;

@@ -302,6 +302,7 @@ fn handshake(w: &mut WorkerProcess, options: &WorkerOptions) -> Result<()> {
             .initializer
             .map(crate::boundary::entry::offset_of_fn),
         keep_freed_memory: options.keep_freed_memory,
+        max_log_level: super::logs::max_level(),
     };
     let mut out = FrameWriter::default();
     out.push(&setup, options.max_frame, |_| {})?;
