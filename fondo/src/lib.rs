@@ -112,6 +112,7 @@
 // left to the default build's warnings, where everything is used.
 #![cfg_attr(not(feature = "process"), allow(dead_code))]
 
+// Where it cannot run, the process backend is left out, so this is the one error.
 #[cfg(all(feature = "process", not(target_os = "linux")))]
 compile_error!(
     "fondo's process backend needs Linux (memfd, pidfd, PR_SET_PDEATHSIG); \
@@ -119,7 +120,7 @@ compile_error!(
 );
 
 mod backend;
-#[cfg(any(feature = "process", feature = "mpi"))]
+#[cfg(any(all(feature = "process", target_os = "linux"), feature = "mpi"))]
 mod boundary;
 mod config;
 pub mod cpu;
@@ -132,7 +133,7 @@ mod monitor;
 pub mod mpi;
 mod panic;
 mod pool;
-#[cfg(feature = "process")]
+#[cfg(all(feature = "process", target_os = "linux"))]
 pub mod process;
 mod queue;
 mod result;
@@ -148,7 +149,7 @@ pub use cpu::{CpuInfo, cpu_count, cpu_info};
 pub use error::{Error, ExitCause, Payload, Result, SerdeStep};
 pub use imap::Imap;
 pub use pool::Pool;
-#[cfg(feature = "process")]
+#[cfg(all(feature = "process", target_os = "linux"))]
 pub use process::{Child, Processes, spawn};
 pub use result::AsyncResult;
 pub use task::Task;
