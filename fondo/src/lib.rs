@@ -94,6 +94,33 @@
 //! # Ok::<(), fondo::Error>(())
 //! ```
 //!
+//! # Inside a task: logs, panics, threads
+//!
+//! - **Logs**: `log` records from tasks in worker processes (and `fondo::spawn`
+//!   children) reach this process's logger, with their level, target, module, file
+//!   and line, the message prefixed with the worker's PID (`(worker 4242) …`, also
+//!   the key-value `worker_pid`). Set the logger up before making the pool; workers
+//!   forward what `log::max_level()` let through when they started. An initializer
+//!   that installs a logger keeps it. `tracing` events reach it too with
+//!   `tracing`'s `log` feature on.
+//! - **Panics**: a panicking task is reported by its error alone
+//!   ([`Error::Panicked`], with message and location), on every backend: nothing
+//!   is printed from the worker. `FONDO_PRINT_PANICS=1` in the environment has
+//!   each such panic printed where it happened too.
+//! - **Threads**: each worker process starts with rayon's, OpenMP's and the BLAS
+//!   libraries' thread counts set to `cpu_count() / workers` (a variable the
+//!   environment sets is kept), or to [`Builder::threads_per_worker`], so nested
+//!   parallelism does not start `workers × CPUs` threads.
+//!
+//! # Features and platforms
+//!
+//! - `process` (default): [`Pool::processes`], `fondo::spawn`. Linux only; on
+//!   any other target the build stops with an error that says so.
+//! - `mpi`: `Pool::mpi`, through Open MPI.
+//!
+//! With `default-features = false`, [`Pool::threads`], [`Timer`] and
+//! [`cpu_count`] build on any target with `std`.
+//!
 //! # Who a worker serves
 //!
 //! Every program that links fondo can become a worker before `main`, so a process
