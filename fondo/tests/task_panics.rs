@@ -26,10 +26,24 @@ fn boom_in_a_child() -> u32 {
     panic!("boom in a child")
 }
 
+fn init_boom_on_threads() {
+    panic!("init boom on threads")
+}
+
+fn init_boom_on_processes() {
+    panic!("init boom on processes")
+}
+
+fn one() -> u32 {
+    1
+}
+
 /// One line on stdout per backend: the error's `Display`, which must say where.
 fn report(backend: &str, outcome: fondo::Result<u32>) {
     match outcome {
-        Err(e @ Error::Panicked { .. }) => println!("{backend}: {e}"),
+        Err(e @ (Error::Panicked { .. } | Error::InitializerFailed { .. })) => {
+            println!("{backend}: {e}")
+        }
         other => println!("{backend}: unexpected {other:?}"),
     }
 }
@@ -49,6 +63,16 @@ fn helper_panicking_tasks() {
     report("processes", processes.apply(boom_on_processes, ()));
     let child = fondo::spawn(boom_in_a_child, ()).expect("spawn");
     report("spawn", child.join());
+    let broken = Pool::builder()
+        .workers(1)
+        .initializer(init_boom_on_threads)
+        .threads();
+    report("init threads", broken.and_then(|p| p.apply(one, ())));
+    let broken = Pool::builder()
+        .workers(1)
+        .initializer(init_boom_on_processes)
+        .processes();
+    report("init processes", broken.and_then(|p| p.apply(one, ())));
     let own = std::thread::spawn(|| panic!("boom on the program's own thread"));
     assert!(own.join().is_err());
     println!("END");
@@ -71,25 +95,47 @@ fn run_helper(print_panics: Option<&str>) -> (String, String) {
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.lines().any(|l| l == "END"), "{stdout}\n{stderr}");
     // Whatever is printed, each error says what and where.
+    let line = |backend: &str| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{backend}: ")))
+            .unwrap_or_else(|| panic!("no {backend} line in {stdout}"))
+            .to_owned()
+    };
     for (backend, message) in [
         ("threads", "boom on threads"),
         ("processes", "boom on processes"),
         ("spawn", "boom in a child"),
     ] {
-        let line = stdout
-            .lines()
-            .find(|l| l.starts_with(&format!("{backend}: ")))
-            .unwrap_or_else(|| panic!("no {backend} line in {stdout}"));
+        let line = line(backend);
         assert!(
             line.contains(&format!("task panicked: {message} (at "))
                 && line.contains("task_panics.rs:"),
             "{line}"
         );
     }
+    for (backend, message) in [
+        ("init threads", "init boom on threads"),
+        ("init processes", "init boom on processes"),
+    ] {
+        let line = line(backend);
+        assert!(
+            line.contains("initializer failed: panicked at ")
+                && line.contains("task_panics.rs:")
+                && line.contains(message),
+            "{line}"
+        );
+    }
     (stdout, stderr)
 }
 
-const TASK_MESSAGES: [&str; 3] = ["boom on threads", "boom on processes", "boom in a child"];
+const TASK_MESSAGES: [&str; 5] = [
+    "boom on threads",
+    "boom on processes",
+    "boom in a child",
+    "init boom on threads",
+    "init boom on processes",
+];
 
 #[test]
 fn by_default_a_panicking_task_prints_nothing_on_any_backend() {
@@ -101,7 +147,8 @@ fn by_default_a_panicking_task_prints_nothing_on_any_backend() {
                 "FONDO_PRINT_PANICS={setting:?}: {message:?} printed:\n{stderr}"
             );
         }
-        // A panic fondo does not catch is the program's to print, as ever.
+        // A panic fondo does not catch is the program's to print, as ever; it is
+        // all the helper prints.
         assert!(
             stderr.contains("panicked at") && stderr.contains("boom on the program's own thread"),
             "FONDO_PRINT_PANICS={setting:?}:\n{stderr}"
@@ -109,6 +156,10 @@ fn by_default_a_panicking_task_prints_nothing_on_any_backend() {
         assert_eq!(
             stderr.matches("panicked at").count(),
             1,
+            "FONDO_PRINT_PANICS={setting:?}:\n{stderr}"
+        );
+        assert!(
+            !stderr.contains("fondo worker"),
             "FONDO_PRINT_PANICS={setting:?}:\n{stderr}"
         );
     }
@@ -127,6 +178,7 @@ fn fondo_print_panics_prints_them_where_they_happen_on_every_backend() {
         );
     }
     // Rust's own report, from each place: a pool thread, a worker process, the
-    // child, the program's thread.
-    assert_eq!(stderr.matches("panicked at").count(), 4, "{stderr}");
+    // child, the initializers (a broken process pool may have tried a second
+    // worker), the program's thread.
+    assert!(stderr.matches("panicked at").count() >= 6, "{stderr}");
 }

@@ -45,6 +45,9 @@ unsafe fn divert_worker() {
     become_worker();
     let code = match serve(&spec.to_string_lossy()) {
         Ok(()) => 0,
+        // Said already: every task of the pool gets this error (with the panic's
+        // message and location), as on threads, where nothing is printed either.
+        Err(Error::InitializerFailed { .. }) => 70,
         Err(e) => {
             eprintln!("fondo worker {}: {e}", std::process::id());
             70
