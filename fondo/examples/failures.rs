@@ -3,8 +3,8 @@
 //! panics, one that crashes its process and one that hangs each get their own
 //! error, every other task completes, and the pool carries on with fresh workers.
 //!
-//! Run it with `cargo run -p fondo --example failures`. (The panic's message also shows on
-//! stderr, printed by the worker process as any Rust panic is.)
+//! Run it with `cargo run -p fondo --example failures`. (The panic is reported by its
+//! error alone; with `FONDO_PRINT_PANICS=1` the worker prints it on stderr too.)
 
 use fondo::{Error, Pool};
 use std::time::Duration;

@@ -15,6 +15,9 @@ pub(crate) struct Config {
     pub(crate) prefetch: usize,
     pub(crate) max_frame: usize,
     pub(crate) keep_freed_memory: bool,
+    /// Threads each worker process's own thread pools get; `None`: the default
+    /// (`process/parent/threads_env.rs`).
+    pub(crate) threads_per_worker: Option<usize>,
 }
 
 /// Default cap on one wire frame: large enough for real payloads, small enough that a
@@ -44,6 +47,7 @@ pub struct Builder {
     prefetch: Option<usize>,
     max_frame: Option<usize>,
     return_freed_memory: bool,
+    threads_per_worker: Option<usize>,
 }
 
 impl Builder {
@@ -122,6 +126,41 @@ impl Builder {
         self
     }
 
+    /// Threads each worker process's own thread pools may start: rayon's global
+    /// pool, OpenMP, OpenBLAS, Intel MKL, BLIS, Apple's Accelerate and Polars,
+    /// through the variables they read when they start (`RAYON_NUM_THREADS`,
+    /// `OMP_NUM_THREADS`, `OPENBLAS_NUM_THREADS`, `MKL_NUM_THREADS`,
+    /// `BLIS_NUM_THREADS`, `VECLIB_MAXIMUM_THREADS`, `POLARS_MAX_THREADS`), set in
+    /// each worker's environment when it starts.
+    ///
+    /// Without it, a task that calls rayon would start [`cpu_count()`](crate::cpu_count)
+    /// threads in every worker: `workers × CPUs` threads fighting for the CPUs.
+    /// The default is `cpu_count() / workers`, at least 1, so the workers'
+    /// threads together fit the CPUs — except for a variable already set in this
+    /// process's environment, which workers then inherit as it is (an explicit
+    /// `RAYON_NUM_THREADS=8` wins over the default). Given here, `n` is set in
+    /// every variable, whatever the environment says.
+    ///
+    /// ```
+    /// fn rayon_threads(_: u32) -> String {
+    ///     std::env::var("RAYON_NUM_THREADS").unwrap_or_default()
+    /// }
+    ///
+    /// let pool = fondo::Pool::builder().workers(2).threads_per_worker(3).processes()?;
+    /// assert_eq!(pool.map(rayon_threads, 0..2)?, ["3", "3"]);
+    /// # Ok::<(), fondo::Error>(())
+    /// ```
+    ///
+    /// Process workers only: thread workers share this process's pools, and each
+    /// MPI rank is a program of its own (`mpirun -x OMP_NUM_THREADS=…`). A
+    /// `fondo::spawn` child, alone, inherits the environment unchanged.
+    /// [`cpu_count()`](crate::cpu_count) in a worker still counts the CPUs: size
+    /// a pool a task makes itself accordingly.
+    pub fn threads_per_worker(mut self, n: usize) -> Self {
+        self.threads_per_worker = Some(n);
+        self
+    }
+
     /// Checks the options and settles the defaults.
     pub(crate) fn settle(&self) -> Result<Config> {
         let workers = self.workers.unwrap_or_else(crate::cpu_count);
@@ -133,6 +172,7 @@ impl Builder {
         positive("chunksize", self.chunksize)?;
         positive("max_tasks_per_child", self.max_tasks_per_child)?;
         positive("prefetch", self.prefetch)?;
+        positive("threads_per_worker", self.threads_per_worker)?;
         if self.task_timeout.is_some_and(|t| t.is_zero()) {
             return Err(Error::Config(
                 "task_timeout must be longer than zero".into(),
@@ -148,6 +188,7 @@ impl Builder {
             prefetch: self.prefetch.unwrap_or(2),
             max_frame: self.max_frame.unwrap_or(DEFAULT_MAX_FRAME).max(64),
             keep_freed_memory: !self.return_freed_memory,
+            threads_per_worker: self.threads_per_worker,
         })
     }
 }

@@ -100,8 +100,18 @@ fn usable(affinity: usize, quota: Option<f64>) -> usize {
 /// (seccomp, or more CPUs than the fixed-size mask holds).
 #[cfg(any(target_os = "linux", target_os = "android"))]
 fn affinity_count() -> usize {
-    match rustix::thread::sched_getaffinity(None) {
-        Ok(set) if set.count() > 0 => set.count() as usize,
+    // SAFETY: an all-zero `cpu_set_t` is a valid, empty set (it is a plain bit array).
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a live `cpu_set_t` of the size passed; pid 0 is this thread.
+    let got = unsafe { libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set) };
+    let count = if got == 0 {
+        // SAFETY: counts the bits of the set the kernel just filled in.
+        unsafe { libc::CPU_COUNT(&set) }
+    } else {
+        0
+    };
+    match usize::try_from(count) {
+        Ok(n) if n > 0 => n,
         _ => online_count(),
     }
 }

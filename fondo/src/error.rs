@@ -31,33 +31,35 @@ impl ExitCause {
     }
 }
 
-/// `SIGxxx` for the signals a worker commonly dies of, by this platform's numbers.
+/// `SIGxxx` for the signals a worker commonly dies of, by this platform's numbers
+/// (Linux's: the process backend runs there; elsewhere signals keep their numbers).
 fn signal_name(raw: i32) -> Option<&'static str> {
-    use rustix::process::Signal;
-    let signal = Signal::from_named_raw(raw)?;
+    #[cfg(any(target_os = "linux", target_os = "android"))]
     let names = [
-        (Signal::HUP, "SIGHUP"),
-        (Signal::INT, "SIGINT"),
-        (Signal::QUIT, "SIGQUIT"),
-        (Signal::ILL, "SIGILL"),
-        (Signal::TRAP, "SIGTRAP"),
-        (Signal::ABORT, "SIGABRT"),
-        (Signal::BUS, "SIGBUS"),
-        (Signal::FPE, "SIGFPE"),
-        (Signal::KILL, "SIGKILL"),
-        (Signal::USR1, "SIGUSR1"),
-        (Signal::SEGV, "SIGSEGV"),
-        (Signal::USR2, "SIGUSR2"),
-        (Signal::PIPE, "SIGPIPE"),
-        (Signal::ALARM, "SIGALRM"),
-        (Signal::TERM, "SIGTERM"),
-        (Signal::XCPU, "SIGXCPU"),
-        (Signal::XFSZ, "SIGXFSZ"),
-        (Signal::SYS, "SIGSYS"),
+        (libc::SIGHUP, "SIGHUP"),
+        (libc::SIGINT, "SIGINT"),
+        (libc::SIGQUIT, "SIGQUIT"),
+        (libc::SIGILL, "SIGILL"),
+        (libc::SIGTRAP, "SIGTRAP"),
+        (libc::SIGABRT, "SIGABRT"),
+        (libc::SIGBUS, "SIGBUS"),
+        (libc::SIGFPE, "SIGFPE"),
+        (libc::SIGKILL, "SIGKILL"),
+        (libc::SIGUSR1, "SIGUSR1"),
+        (libc::SIGSEGV, "SIGSEGV"),
+        (libc::SIGUSR2, "SIGUSR2"),
+        (libc::SIGPIPE, "SIGPIPE"),
+        (libc::SIGALRM, "SIGALRM"),
+        (libc::SIGTERM, "SIGTERM"),
+        (libc::SIGXCPU, "SIGXCPU"),
+        (libc::SIGXFSZ, "SIGXFSZ"),
+        (libc::SIGSYS, "SIGSYS"),
     ];
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let names: [(i32, &'static str); 0] = [];
     names
         .iter()
-        .find(|(s, _)| *s == signal)
+        .find(|(number, _)| *number == raw)
         .map(|(_, name)| *name)
 }
 
@@ -82,8 +84,11 @@ impl fmt::Display for ExitCause {
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The task panicked; the worker caught it and lives on.
-    #[error("task panicked: {message}")]
+    /// The task panicked; the worker caught it and lives on. Its message and
+    /// location are here, and in the error's `Display` (`task panicked: boom (at
+    /// src/main.rs:7:5)`): the worker prints nothing (set `FONDO_PRINT_PANICS=1`
+    /// to have the panic printed where it happened, as Rust prints any panic).
+    #[error("task panicked: {message}{}", at_location(.location))]
     Panicked {
         /// The panic payload, when it was a string.
         message: String,
@@ -162,6 +167,13 @@ pub enum Error {
     Io(Arc<io::Error>),
 }
 
+/// ` (at file:line:column)`, or nothing when the location is unknown.
+fn at_location(location: &Option<String>) -> String {
+    location
+        .as_deref()
+        .map_or_else(String::new, |at| format!(" (at {at})"))
+}
+
 /// Which value of a task failed to cross a process boundary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Payload {
@@ -215,6 +227,7 @@ impl From<io::Error> for Error {
     }
 }
 
+#[cfg(any(feature = "process", feature = "mpi"))]
 impl From<rustix::io::Errno> for Error {
     fn from(e: rustix::io::Errno) -> Self {
         Error::Io(Arc::new(e.into()))
@@ -235,13 +248,28 @@ mod tests {
     use super::*;
 
     #[test]
+    #[cfg(any(target_os = "linux", target_os = "android"))]
     fn signals_are_named() {
-        let abort = ExitCause::Signal(rustix::process::Signal::ABORT.as_raw());
+        let abort = ExitCause::Signal(libc::SIGABRT);
         assert_eq!(abort.signal_name(), Some("SIGABRT"));
         assert!(abort.to_string().contains("SIGABRT"), "{abort}");
         assert_eq!(ExitCause::Signal(250).signal_name(), None);
         assert_eq!(ExitCause::Signal(250).to_string(), "killed by signal 250");
         assert_eq!(ExitCause::Code(3).to_string(), "exited with code 3");
+    }
+
+    #[test]
+    fn a_panic_says_where_it_happened_when_known() {
+        let at = Error::Panicked {
+            message: "boom".into(),
+            location: Some("src/main.rs:7:5".into()),
+        };
+        assert_eq!(at.to_string(), "task panicked: boom (at src/main.rs:7:5)");
+        let nowhere = Error::Panicked {
+            message: "boom".into(),
+            location: None,
+        };
+        assert_eq!(nowhere.to_string(), "task panicked: boom");
     }
 
     #[test]

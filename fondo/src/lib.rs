@@ -82,8 +82,9 @@
 //!
 //! # Context and shared data
 //!
-//! Worker processes never run `main`: statics it filled, a logger it installed,
-//! files it opened do not exist there. Tasks get what they need as arguments — or
+//! Worker processes never run `main`: statics it filled and files it opened do not
+//! exist there (their log records do reach `main`'s logger: fondo forwards them).
+//! Tasks get what they need as arguments — or
 //! as a [`Shared`] value, sent once to each worker and never with each task:
 //! [`Pool::map_with`] runs `f(&context, item)`, [`partial!`] lists a closure's
 //! captured values as such a context, and [`Shared::from_slice`] holds a big array
@@ -114,6 +115,33 @@
 //! # Ok::<(), fondo::Error>(())
 //! ```
 //!
+//! # Inside a task: logs, panics, threads
+//!
+//! - **Logs**: `log` records from tasks in worker processes (and `fondo::spawn`
+//!   children) reach this process's logger, with their level, target, module, file
+//!   and line, the message prefixed with the worker's PID (`(worker 4242) …`, also
+//!   the key-value `worker_pid`). Set the logger up before making the pool; workers
+//!   forward what `log::max_level()` let through when they started. An initializer
+//!   that installs a logger keeps it. `tracing` events reach it too with
+//!   `tracing`'s `log` feature on.
+//! - **Panics**: a panicking task is reported by its error alone
+//!   ([`Error::Panicked`], with message and location), on every backend: nothing
+//!   is printed from the worker. `FONDO_PRINT_PANICS=1` in the environment has
+//!   each such panic printed where it happened too.
+//! - **Threads**: each worker process starts with rayon's, OpenMP's and the BLAS
+//!   libraries' thread counts set to `cpu_count() / workers` (a variable the
+//!   environment sets is kept), or to [`Builder::threads_per_worker`], so nested
+//!   parallelism does not start `workers × CPUs` threads.
+//!
+//! # Features and platforms
+//!
+//! - `process` (default): [`Pool::processes`], `fondo::spawn`. Linux only; on
+//!   any other target the build stops with an error that says so.
+//! - `mpi`: `Pool::mpi`, through Open MPI.
+//!
+//! With `default-features = false`, [`Pool::threads`], [`Timer`] and
+//! [`cpu_count`] build on any target with `std`.
+//!
 //! # Who a worker serves
 //!
 //! Every program that links fondo can become a worker before `main`, so a process
@@ -127,9 +155,21 @@
 //! threads. The threat model and its tests: RELIABILITY.md, "Security", in the
 //! repository.
 #![warn(missing_docs, missing_debug_implementations)]
+// Built without the process backend (threads only, or threads and MPI), parts of
+// the core only it calls are unused: that build is checked in CI, and dead code is
+// left to the default build's warnings, where everything is used.
+#![cfg_attr(not(feature = "process"), allow(dead_code))]
+
+// Where it cannot run, the process backend is left out, so this is the one error.
+#[cfg(all(feature = "process", not(target_os = "linux")))]
+compile_error!(
+    "fondo's process backend needs Linux (memfd, pidfd, PR_SET_PDEATHSIG); \
+     build with default-features = false for threads only"
+);
 
 pub mod array;
 mod backend;
+#[cfg(any(all(feature = "process", target_os = "linux"), feature = "mpi"))]
 mod boundary;
 mod config;
 pub mod cpu;
@@ -142,9 +182,11 @@ mod monitor;
 pub mod mpi;
 mod panic;
 mod pool;
+#[cfg(all(feature = "process", target_os = "linux"))]
 pub mod process;
 mod queue;
 mod result;
+#[cfg(any(all(feature = "process", target_os = "linux"), feature = "mpi"))]
 pub mod shared;
 mod sink;
 mod spin;
@@ -159,8 +201,10 @@ pub use cpu::{CpuInfo, cpu_count, cpu_info};
 pub use error::{Error, ExitCause, Payload, Result, SerdeStep};
 pub use imap::Imap;
 pub use pool::Pool;
+#[cfg(all(feature = "process", target_os = "linux"))]
 pub use process::{Child, Processes, spawn};
 pub use result::AsyncResult;
+#[cfg(any(all(feature = "process", target_os = "linux"), feature = "mpi"))]
 pub use shared::Shared;
 pub use task::{ProcessTask, Task};
 pub use thread::Threads;

@@ -4,8 +4,19 @@
 //! `catch_unwind` gives only the payload; the location is known only to the panic
 //! hook. So fondo chains one hook, installed once, in front of whatever hook the
 //! program has: while a thread runs user code under [`catch`], the hook notes the
-//! location in a thread-local before handing the panic on to the previous hook
-//! (which prints it, as Rust does for any thread).
+//! location in a thread-local.
+//!
+//! What is printed: a panic caught here becomes an error that carries its message
+//! and location (`Error::Panicked`, `Serialization`, `InitializerFailed`), so the
+//! hook does not hand it on to the previous hook, which would print it a second
+//! time, from the worker — as Python's pools and `concurrent.futures` print
+//! nothing for a task that raises. The same on every backend: worker threads,
+//! worker processes, MPI ranks. With `FONDO_PRINT_PANICS` set (to anything but
+//! `0` or nothing) in the environment, which worker processes inherit, every such
+//! panic is handed on as well, so the program's hook prints it (with a backtrace
+//! under `RUST_BACKTRACE=1`). Panics outside fondo's catch (the program's own
+//! threads, `main`) and panics that cannot be caught (built with `panic = "abort"`,
+//! a panic while one unwinds) are always handed on.
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};
@@ -26,6 +37,18 @@ thread_local! {
     static CATCHING: Cell<u32> = const { Cell::new(0) };
     /// Where the last panic inside [`catch`] on this thread happened.
     static LOCATION: RefCell<Option<String>> = const { RefCell::new(None) };
+    /// A panic the hook kept quiet is unwinding towards its [`catch`]: another
+    /// panic on this thread before it gets there (a `Drop` that panics) aborts the
+    /// process, and is printed.
+    static QUIET_UNWIND: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The environment variable that has panics caught in tasks printed too.
+pub(crate) const PRINT_PANICS_ENV: &str = "FONDO_PRINT_PANICS";
+
+/// True when `FONDO_PRINT_PANICS` asks for caught panics to be printed.
+fn print_caught_panics() -> bool {
+    std::env::var_os(PRINT_PANICS_ENV).is_some_and(|v| !v.is_empty() && v != "0")
 }
 
 /// Runs `f`, turning a panic into [`Caught`]. `f` is user code that fondo treats
@@ -36,6 +59,7 @@ pub(crate) fn catch<R>(f: impl FnOnce() -> R) -> Result<R, Caught> {
     CATCHING.with(|c| c.set(c.get() + 1));
     let outcome = catch_unwind(AssertUnwindSafe(f));
     CATCHING.with(|c| c.set(c.get().saturating_sub(1)));
+    QUIET_UNWIND.with(|q| q.set(false));
     outcome.map_err(|payload| Caught {
         message: message(&*payload),
         location: LOCATION.with(|l| l.borrow_mut().take()),
@@ -70,6 +94,13 @@ fn install_hook() {
                         *slot = at;
                     }
                 });
+                // The error will carry this panic: print it only when asked, or
+                // when it cannot reach the `catch` (the process is about to abort).
+                let will_be_caught = cfg!(panic = "unwind") && !QUIET_UNWIND.with(Cell::get);
+                if will_be_caught && !print_caught_panics() {
+                    QUIET_UNWIND.with(|q| q.set(true));
+                    return;
+                }
             }
             previous(info);
         }));

@@ -93,6 +93,7 @@ impl<B: Backend> Pool<B> {
         self.starmap_async(f, items.into_iter().map(|x| (x,)))
     }
 
+    #[cfg(any(all(feature = "process", target_os = "linux"), feature = "mpi"))]
     /// Applies `f(&context, item)` to every item, in input order: `map` for tasks
     /// that need run-time context beside their argument. The context travels as a
     /// [`Shared`](crate::Shared) value: once to each worker process, never with

@@ -43,8 +43,9 @@
 //!
 //! Worker processes are this program started again, diverted before `main`: they
 //! never run `main`, so nothing `main` set up exists there — a static you filled,
-//! a logger you installed, a `OnceLock` you initialised, a file you opened all read
-//! as they would before `main`. Pass what tasks need as arguments, as a `Shared`
+//! a `OnceLock` you initialised, a file you opened all read as they would before
+//! `main` (log records are the exception: fondo forwards them to the parent's
+//! logger). Pass what tasks need as arguments, as a `Shared`
 //! value (once per worker), or set it up in each worker with
 //! [`Builder::initializer`](crate::Builder::initializer).
 

@@ -51,12 +51,15 @@ pub fn expected_count(job: u64) -> u32 {
 
 /// The whole stream as the parent reads a worker after the handshake: every frame
 /// must be `Done` for the next job (0, 1, 2, …, each of [`expected_count`] tasks)
-/// with one encoded `Result<Output, _>` per task.
+/// with one encoded `Result<Output, _>` per task, or a `Log` record between them.
 pub fn parent_reads(bytes: &[u8], max_frame: usize, chunk: usize) -> Result<Decoded> {
     let mut decoded = Decoded::default();
     let mut next_job = 0u64;
     let frames = through_socket(bytes, max_frame, chunk, |payload| {
         let (header, body): (FromWorker, &[u8]) = decode_header(payload)?;
+        if let FromWorker::Log(_) = header {
+            return Ok(()); // the parent hands it to its logger and reads on
+        }
         let FromWorker::Done { job, count } = header else {
             return Err(Error::Protocol("unexpected frame from worker".into()));
         };
@@ -420,6 +423,7 @@ mod tests {
             &ToWorker::Setup {
                 initializer: None,
                 keep_freed_memory: true,
+                max_log_level: 0,
             },
             &[],
         );
@@ -646,10 +650,12 @@ mod tests {
             ToWorker::Setup {
                 initializer: None,
                 keep_freed_memory: false,
+                max_log_level: 0,
             },
             ToWorker::Setup {
                 initializer: Some(12),
                 keep_freed_memory: true,
+                max_log_level: 3,
             },
             ToWorker::Shutdown,
         ] {

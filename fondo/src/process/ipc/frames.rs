@@ -293,6 +293,12 @@ impl FrameWriter {
         Ok(())
     }
 
+    /// Moves `other`'s queued frames (a part of one already written included) to
+    /// the end of this writer's, in order.
+    pub(crate) fn append(&mut self, other: &mut FrameWriter) {
+        self.chunks.append(&mut other.chunks);
+    }
+
     /// True when everything queued has been written.
     pub(crate) fn is_empty(&self) -> bool {
         self.chunks.is_empty()

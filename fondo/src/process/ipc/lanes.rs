@@ -180,6 +180,8 @@ impl<'a> Answer<'a> {
             FromWorker::Hello { .. } => Err(Error::Protocol(
                 "unexpected Hello from a running worker".into(),
             )),
+            // Readers hand log records to the logger before looking for answers.
+            FromWorker::Log(_) => Err(Error::Protocol("a log record is not an answer".into())),
         }
     }
 }

@@ -17,6 +17,9 @@ pub(crate) enum ToWorker {
         initializer: Option<i64>,
         /// Keep memory freed by tasks for the next ones while busy (`heap.rs`).
         keep_freed_memory: bool,
+        /// The parent's `log::max_level()` (0: off, 1: error … 5: trace): the
+        /// worker forwards records up to it (`worker/log.rs`), none when off.
+        max_log_level: u8,
     },
     /// Run `count` tasks whose encoded arguments form the body.
     Run {
@@ -109,6 +112,22 @@ pub(crate) enum FromWorker {
         /// Length of the body.
         len: u64,
     },
+    /// A `log` record from the worker, for the parent's logger (`worker/log.rs`,
+    /// `parent/log.rs`); may come at any time after `Setup`.
+    Log(LogRecord),
+}
+
+/// A `log` record as it crosses to the parent: the record's own parts, its
+/// arguments already formatted.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct LogRecord {
+    /// `log::Level` as a number: 1 error, 2 warn, 3 info, 4 debug, 5 trace.
+    pub(crate) level: u8,
+    pub(crate) target: String,
+    pub(crate) message: String,
+    pub(crate) module_path: Option<String>,
+    pub(crate) file: Option<String>,
+    pub(crate) line: Option<u32>,
 }
 
 /// Identifies an executable file: the same device, inode, size and mtime means the

@@ -170,8 +170,10 @@ fn await_answer<R: DeserializeOwned>(
     deadline: Option<Instant>,
 ) -> Result<Option<Result<R>>> {
     loop {
-        if w.reader.has_frame() {
-            return Ok(Some(read_outcome::<R>(w)));
+        while w.reader.has_frame() {
+            if let Some(outcome) = read_frame::<R>(w) {
+                return Ok(Some(outcome));
+            }
         }
         let exited = w.child.try_wait()?.is_some();
         match w.reader.fill(&*w.sock)? {
@@ -214,13 +216,32 @@ fn time_left(deadline: Option<Instant>) -> Result<Duration> {
     Ok(left)
 }
 
-/// Decodes the child's one `Done` frame.
-fn read_outcome<R: DeserializeOwned>(w: &mut WorkerProcess) -> Result<R> {
-    let payload = w.reader.next_frame()?.unwrap_or_default();
-    let (header, inline): (FromWorker, &[u8]) = decode_header(payload)?;
+/// Decodes the child's next frame: its one answer gives the outcome; a log record
+/// goes to this process's logger (`None`).
+fn read_frame<R: DeserializeOwned>(w: &mut WorkerProcess) -> Option<Result<R>> {
+    let header = w
+        .reader
+        .next_frame()
+        .and_then(|payload| decode_header::<FromWorker>(payload.unwrap_or_default()));
+    match header {
+        Ok((FromWorker::Log(record), _)) => {
+            super::logs::emit(w.pid, &record);
+            None
+        }
+        Ok((header, inline)) => Some(read_outcome(header, inline, w.lanes.as_deref())),
+        Err(e) => Some(Err(e)),
+    }
+}
+
+/// Decodes the child's one answer.
+fn read_outcome<R: DeserializeOwned>(
+    header: FromWorker,
+    inline: &[u8],
+    lanes: Option<&crate::process::ipc::lanes::Lanes>,
+) -> Result<R> {
     // SAFETY: the header just came from this child, which owns these lanes and
     // sends one answer only: nobody writes its up lane any more.
-    let answer = unsafe { Answer::locate(header, inline, w.lanes.as_deref())? };
+    let answer = unsafe { Answer::locate(header, inline, lanes)? };
     if answer.count != 1 {
         return Err(Error::Protocol("unexpected frame from child".into()));
     }

@@ -7,11 +7,13 @@
 
 mod buffers;
 pub(crate) mod child;
+mod logs;
 mod reader;
 mod recovery;
 mod slot;
 pub(crate) mod spawn;
 mod supervisor;
+mod threads_env;
 
 pub(crate) use buffers::{Buffers, ProcJob};
 pub(crate) use slot::Slot;

@@ -109,11 +109,16 @@ impl Slot {
         }
     }
 
-    /// Handles every complete `Done` frame buffered from the worker.
+    /// Handles every complete frame buffered from the worker: answers, and log
+    /// records for this process's logger.
     fn handle_frames(&self, shared: &Shared, r: &mut Reading, caller: Caller) -> Result<()> {
         let mut any = false;
         while let Some(payload) = r.reader.next_frame()? {
             let (header, inline): (FromWorker, &[u8]) = decode_header(payload)?;
+            if let FromWorker::Log(record) = &header {
+                super::logs::emit(self.pid(), record);
+                continue;
+            }
             // SAFETY: the header just came from this worker, whose lanes these are,
             // and the lane goes back to it only after `deliver`, below.
             let answer = unsafe { Answer::locate(header, inline, r.lanes.as_deref())? };

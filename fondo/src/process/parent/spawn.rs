@@ -1,6 +1,7 @@
 //! Starting a worker process: the same executable re-executed with a private
 //! socketpair and progress page, then a handshake that proves it is the same program.
 
+use super::threads_env::ThreadLimit;
 use crate::config::{Config, DEFAULT_MAX_FRAME};
 use crate::error::{Error, Result};
 use crate::process::ipc::arena::Arena;
@@ -49,6 +50,9 @@ pub(crate) struct WorkerOptions {
     /// Tasks have a time limit: the worker stamps when each starts.
     pub(crate) timed: bool,
     pub(crate) keep_freed_memory: bool,
+    /// Threads for the worker's own thread pools (rayon, OpenMP, BLAS), set in its
+    /// environment; `None`: the environment is inherited unchanged.
+    pub(crate) threads: Option<ThreadLimit>,
 }
 
 impl WorkerOptions {
@@ -59,6 +63,7 @@ impl WorkerOptions {
             max_frame: config.max_frame,
             timed: config.task_timeout.is_some(),
             keep_freed_memory: config.keep_freed_memory,
+            threads: Some(ThreadLimit::for_pool(config)),
         }
     }
 
@@ -69,6 +74,7 @@ impl WorkerOptions {
             max_frame: DEFAULT_MAX_FRAME,
             timed: false,
             keep_freed_memory: false,
+            threads: None,
         }
     }
 }
@@ -100,7 +106,10 @@ pub(crate) fn start_worker(
         },
     ];
     let arena_slots = arena.map_or(0, Arena::slots);
-    let command = worker_command(inherited, arena_slots, max_frame);
+    let mut command = worker_command(inherited, arena_slots, max_frame);
+    if let Some(threads) = options.threads {
+        threads.apply(&mut command);
+    }
     let child = spawn_on_keeper(command, inherited)?;
     // The worker has its own copies now; a pool of many workers must not keep two
     // descriptors per worker it no longer needs.
@@ -293,6 +302,7 @@ fn handshake(w: &mut WorkerProcess, options: &WorkerOptions) -> Result<()> {
             .initializer
             .map(crate::boundary::entry::offset_of_fn),
         keep_freed_memory: options.keep_freed_memory,
+        max_log_level: super::logs::max_level(),
     };
     let mut out = FrameWriter::default();
     out.push(&setup, options.max_frame, |_| {})?;

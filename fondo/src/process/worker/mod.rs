@@ -2,6 +2,7 @@
 //! loop before `main` runs, and the loop itself.
 
 pub(crate) mod heap;
+mod logs;
 pub(crate) mod trust;
 
 use crate::boundary::entry::{EntryFn, Resolver, initialize};
@@ -17,7 +18,7 @@ use crate::process::ipc::messages::{ExeId, FromWorker, PROTOCOL_VERSION, ToWorke
 use crate::process::ipc::progress::{Claim, Progress};
 use crate::process::parent::spawn::{WORKER_ENV, poll_timeout};
 use heap::WorkerHeap;
-use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 use trust::{Handed, Refusal};
@@ -45,6 +46,9 @@ unsafe fn divert_worker() {
     become_worker();
     let code = match serve(&spec.to_string_lossy()) {
         Ok(()) => 0,
+        // Said already: every task of the pool gets this error (with the panic's
+        // message and location), as on threads, where nothing is printed either.
+        Err(Error::InitializerFailed { .. }) => 70,
         Err(e) => {
             eprintln!("fondo worker {}: {e}", std::process::id());
             70
@@ -250,6 +254,7 @@ fn serve(spec: &str) -> Result<()> {
             ToWorker::Setup {
                 initializer,
                 keep_freed_memory,
+                max_log_level,
             } => {
                 if keep_freed_memory {
                     heap.keep_freed_memory();
@@ -263,6 +268,8 @@ fn serve(spec: &str) -> Result<()> {
                     link.drain_output()?;
                     return Err(Error::InitializerFailed { message });
                 }
+                // After the initializer: one that installs a logger keeps it.
+                logs::install(max_log_level, link.sock.as_raw_fd(), link.max_frame);
                 answers.progress.set_ready();
             }
             ToWorker::Shutdown => break,
@@ -299,9 +306,11 @@ fn serve(spec: &str) -> Result<()> {
         // Answer now, even with more work buffered: holding a finished result
         // behind a task that may hang would delay it, or run it twice if that
         // task's worker is then killed.
+        logs::take_back(&mut link.writer);
         link.writer.flush(&link.sock)?;
         heap.worked();
     }
+    logs::take_back(&mut link.writer);
     link.drain_output()
 }
 
@@ -405,7 +414,10 @@ impl Answers<'_> {
         let mut heap = std::mem::take(&mut self.outcomes);
         heap.clear();
         let mut out = AnswerBuf::new(heap, Some(FreeWindow(window)));
+        // The tasks' log records go to the parent as they come, before the answer.
+        logs::lend(writer);
         run(job.args, count, &mut out, self.progress.tasks());
+        logs::take_back(writer);
         let sent = match out.finish() {
             (Place::Window { len, .. }, spare) => {
                 self.outcomes = spare;
