@@ -110,9 +110,11 @@
 
 mod backend;
 mod boundary;
+mod cancel;
 mod config;
 pub mod cpu;
 mod error;
+mod handoff;
 mod help;
 mod imap;
 mod join;
@@ -129,15 +131,20 @@ mod spin;
 mod task;
 pub mod thread;
 pub mod timer;
+mod watch;
 
 pub use backend::{Backend, Runs};
+pub use cancel::Pending;
 pub use config::Builder;
 pub use cpu::{CpuInfo, cpu_count, cpu_info};
 pub use error::{Error, ExitCause, Payload, Result, SerdeStep};
-pub use imap::Imap;
+#[cfg(feature = "stream")]
+pub use imap::ImapStream;
+pub use imap::{Imap, NextAsync};
 pub use pool::Pool;
 pub use process::{Child, Processes, spawn};
 pub use result::AsyncResult;
 pub use task::Task;
 pub use thread::Threads;
 pub use timer::{Timer, TimerGuard};
+pub use watch::{AsCompleted, ReturnWhen, Waited, Watchable, as_completed, wait};
