@@ -233,13 +233,18 @@ fn test_map_unplicklable() {
     );
     assert!(
         matches!(
-            r,
+            r.as_ref().map_err(Error::inner),
             Err(Error::Serialization {
                 what: Payload::Arguments,
                 ..
             })
         ),
         "{r:?}"
+    );
+    assert_eq!(
+        r.err().and_then(|e| e.index()),
+        Some(0),
+        "the first by position"
     );
     assert_eq!(pool.map(sqr, 0..3).ok(), Some(vec![0, 1, 4]));
 }
@@ -405,10 +410,11 @@ on_both! {
     fn test_map_no_failfast(pool = Pool::builder().workers(2).chunksize(1), _which) {
         let dir = TempDir::new("no-failfast");
         let r = pool.map(raise_large_valuerror, [dir.file("0"), dir.file("1")]);
-        match r {
+        match r.as_ref().map_err(Error::inner) {
             Err(Error::Panicked { message, .. }) => assert_eq!(message.len(), 1 << 20),
             other => panic!("expected Panicked, got {:?}", other.map(|v| v.len())),
         }
+        assert_eq!(r.err().and_then(|e| e.index()), Some(0), "the first by position");
         pool.close();
         pool.join();
         assert_eq!(dir.names(), ["0", "1"], "both tasks ran");
