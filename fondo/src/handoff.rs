@@ -71,7 +71,7 @@ pub(crate) fn submit<E, F, Args>(
     F::Output: Serialize + DeserializeOwned + Send + 'static,
 {
     let Some(submission) = JobQueue::begin_on(QueueIn(shared.clone())) else {
-        let error = shared.queue().refusal().unwrap_or(Error::Closed);
+        let error = shared.queue().refusal();
         for batch in batches {
             batch.fail(&error);
         }
@@ -100,7 +100,7 @@ pub(crate) fn submit<E, F, Args>(
         }
         if bytes >= EARLY_PART_BYTES || batches.is_empty() {
             if !ongoing.offer(std::mem::take(&mut part)) {
-                let error = shared.queue().refusal().unwrap_or(Error::Terminated);
+                let error = shared.queue().part_refusal().unwrap_or(Error::Terminated);
                 for b in batches.into_iter().chain(rest) {
                     b.fail(&error);
                 }
@@ -215,7 +215,7 @@ impl<E: Encodes> Ongoing<E> {
         if batch.sink.ticket().is_some_and(|t| !t.claim(0)) {
             return;
         }
-        if let Some(error) = self.shared.queue().refusal() {
+        if let Some(error) = self.shared.queue().part_refusal() {
             batch.fail(&error);
             return;
         }
@@ -287,7 +287,7 @@ impl<E: Encodes, F: Task<Args>, Args> Drop for Group<E, F, Args> {
             .ongoing
             .shared
             .queue()
-            .refusal()
+            .part_refusal()
             .unwrap_or(Error::Terminated);
         for batch in self.batches.drain(..) {
             batch.fail(&error);

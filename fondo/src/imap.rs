@@ -2,6 +2,7 @@
 //! only as results are consumed, so memory stays bounded on endless input.
 
 use crate::backend::{Backend, Batch, Encoder, Runs};
+use crate::cancel::{Ticket, Withdraw};
 use crate::error::{Error, Result};
 use crate::help::{Help, Helping};
 use crate::monitor::{Monitor, Parked};
@@ -46,7 +47,9 @@ impl<B: Backend> std::ops::Deref for PoolRef<'_, B> {
 /// Besides iterating, an `Imap` can wait with a limit ([`next_timeout`](Self::next_timeout),
 /// Python's `IMapIterator.next(timeout)`) or without blocking, in async code
 /// ([`next_async`](Self::next_async), or [`into_stream`](Self::into_stream) with
-/// feature `stream`). Its `size_hint` is exact when its input's is, and it is an
+/// feature `stream`). Dropped before its end, it cancels the tasks it submitted
+/// that no worker has started (as closing a `concurrent.futures` map does; the
+/// running ones finish). Its `size_hint` is exact when its input's is, and it is an
 /// [`ExactSizeIterator`] when its input is one — so progress bars know its length:
 ///
 /// ```
@@ -70,6 +73,8 @@ pub struct Imap<'p, B: Backend, F, I: Iterator, R> {
     delivered: usize,
     /// The pool this iterator's thread may help while it waits.
     helper: Option<Weak<dyn Help>>,
+    /// How a drop before the end takes back the tasks not started (`cancel.rs`).
+    withdraw: Option<Weak<dyn Withdraw>>,
     /// The input iterator panicked after this many items: the panic is resumed
     /// once every result before it has been yielded, as Python raises the input's
     /// exception at its position.
@@ -110,6 +115,7 @@ where
         pool.track(sink.clone());
         Imap {
             helper: backend.helper(),
+            withdraw: backend.withdrawer(),
             pool,
             f: Arc::new(f),
             input: Some(input),
@@ -410,9 +416,25 @@ where
 {
 }
 
+/// Dropped before its end, an `Imap` cancels the tasks it submitted that no worker
+/// has started (they never run; the running ones finish, their outcomes unread),
+/// as closing a `concurrent.futures` map does.
+impl<B: Backend, F, I: Iterator, R> Drop for Imap<'_, B, F, I, R> {
+    fn drop(&mut self) {
+        if self.delivered == self.submitted {
+            return;
+        }
+        let withdraw = self.withdraw.as_ref().and_then(Weak::upgrade);
+        let ticket = &self.sink.ticket;
+        ticket.cancel(|| withdraw.is_some_and(|w| w.withdraw(ticket)));
+    }
+}
+
 /// Results waiting to be yielded by an `Imap`.
 pub(crate) struct ImapSink<R> {
     order: Order,
+    /// Claimed where its tasks start; cancelled when the `Imap` is dropped early.
+    ticket: Ticket,
     /// Published when an outcome arrives or the submission is aborted (`monitor.rs`).
     state: Monitor<ImapState<R>>,
 }
@@ -429,6 +451,7 @@ impl<R> ImapSink<R> {
     fn new(order: Order) -> Self {
         ImapSink {
             order,
+            ticket: Ticket::default(),
             state: Monitor::new(ImapState {
                 by_index: BTreeMap::new(),
                 by_arrival: VecDeque::new(),
@@ -537,6 +560,9 @@ impl<R: Send> Abortable for ImapSink<R> {
     fn is_complete(&self) -> bool {
         // The iterator decides when it is done; the registry only needs "not aborted yet".
         self.lock().aborted.is_some()
+    }
+    fn ticket(&self) -> Option<&Ticket> {
+        Some(&self.ticket)
     }
 }
 

@@ -59,10 +59,17 @@ struct QueueState<J> {
 }
 
 impl<J> QueueState<J> {
+    /// Why the next part of a submission in progress is refused now, if it is.
+    fn part_refusal(&self) -> Option<Error> {
+        if self.cancel_rest && !self.phase.is_stopped() {
+            return Some(Error::Cancelled);
+        }
+        self.refusal()
+    }
+
     /// Why a job is refused now, if it is.
     fn refusal(&self) -> Option<Error> {
         match self.phase {
-            _ if self.cancel_rest && !self.phase.is_stopped() => Some(Error::Cancelled),
             Phase::Open => None,
             Phase::Closed => Some(Error::Closed),
             Phase::Terminated => Some(Error::Terminated),
@@ -101,15 +108,17 @@ impl<J> JobQueue<J> {
         if st.close_requested {
             return Err((Error::Closed, jobs.into_iter().collect()));
         }
-        self.push_locked(st, jobs)
+        let refusal = st.refusal();
+        self.push_locked(st, refusal, jobs)
     }
 
     fn push_locked(
         &self,
         mut st: MutexGuard<'_, QueueState<J>>,
+        refusal: Option<Error>,
         jobs: impl IntoIterator<Item = J>,
     ) -> Result<(), (Error, Vec<J>)> {
-        match st.refusal() {
+        match refusal {
             None => {
                 st.jobs.extend(jobs);
                 self.publish(st);
@@ -141,8 +150,14 @@ impl<J> JobQueue<J> {
 
     /// Why a part of a submission in progress would be refused now, if it would:
     /// to fail it without the work of preparing it.
-    pub(crate) fn refusal(&self) -> Option<Error> {
-        self.lock().refusal()
+    pub(crate) fn part_refusal(&self) -> Option<Error> {
+        self.lock().part_refusal()
+    }
+
+    /// Why a new submission is refused now (`Closed` while a close waits for
+    /// submissions in progress).
+    pub(crate) fn refusal(&self) -> Error {
+        self.lock().refusal().unwrap_or(Error::Closed)
     }
 
     /// Takes every queued job `wanted` picks out of the queue.
@@ -314,7 +329,9 @@ impl<Q: Deref<Target = JobQueue<J>>, J: Refusable> Submission<Q, J> {
     /// Queues the next part; fails it with the reason if the pool was terminated
     /// (or is shutting down cancelling what is pending).
     pub(crate) fn offer(&self, jobs: impl IntoIterator<Item = J>) -> bool {
-        match self.queue.push_locked(self.queue.lock(), jobs) {
+        let st = self.queue.lock();
+        let refusal = st.part_refusal();
+        match self.queue.push_locked(st, refusal, jobs) {
             Ok(()) => true,
             Err((error, refused)) => {
                 for job in refused {

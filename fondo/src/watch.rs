@@ -203,7 +203,8 @@ pub fn wait<W: Watchable>(
 /// the results still pending.
 ///
 /// Give the results by value to get them back one by one, ready to `get()`
-/// without waiting; or by reference (`&results`) to keep them where they are.
+/// without waiting; or by reference (`&results`) to keep them where they are. A
+/// result given twice (by reference) is yielded once, at its first position.
 ///
 /// ```
 /// use fondo::Pool;
@@ -225,7 +226,16 @@ pub fn as_completed<W: Watchable>(
     results: impl IntoIterator<Item = W>,
     timeout: Option<Duration>,
 ) -> AsCompleted<W> {
-    let items: Vec<Option<W>> = results.into_iter().map(Some).collect();
+    let mut items: Vec<Option<W>> = results.into_iter().map(Some).collect();
+    // A result given twice is yielded once, at its first position (as Python's).
+    let mut seen = std::collections::HashSet::new();
+    for item in items.iter_mut() {
+        if let Some(w) = item
+            && !seen.insert(std::ptr::from_ref(w.cell()).cast::<()>())
+        {
+            *item = None;
+        }
+    }
     let set = Arc::new(WatchSet::default());
     for (i, item) in items.iter().enumerate() {
         if let Some(item) = item {
@@ -234,7 +244,7 @@ pub fn as_completed<W: Watchable>(
     }
     let helpers = helpers_of(items.iter().flatten().map(|w| w.cell()));
     AsCompleted {
-        left: items.len(),
+        left: items.iter().flatten().count(),
         items,
         set,
         seen: 0,
