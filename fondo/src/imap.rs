@@ -53,14 +53,18 @@ impl<B: Backend> std::ops::Deref for PoolRef<'_, B> {
 /// [`ExactSizeIterator`] when its input is one — so progress bars know its length:
 ///
 /// ```
-/// fn square(x: u64) -> u64 { x * x }
+/// fn square(x: u32) -> u64 { u64::from(x) * u64::from(x) }
 ///
 /// let pool = fondo::Pool::threads(2)?;
-/// let squares = pool.imap(square, 0..1000);
+/// let squares = pool.imap(square, 0..1000); // a `Range<u32>`: an ExactSizeIterator
 /// assert_eq!(squares.len(), 1000);
 /// assert_eq!(squares.map(|r| r.unwrap()).sum::<u64>(), 332_833_500);
 /// # Ok::<(), fondo::Error>(())
 /// ```
+///
+/// (A `Range<u64>`'s `size_hint` is exact, but std does not make it an
+/// `ExactSizeIterator` — it may be longer than `usize` —, so neither is an `Imap`
+/// over one: give indicatif `.progress_count(n)` for it, or use a `u32` / `usize` range.)
 pub struct Imap<'p, B: Backend, F, I: Iterator, R> {
     pool: PoolRef<'p, B>,
     f: Arc<F>,

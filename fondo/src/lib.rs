@@ -94,6 +94,47 @@
 //! # Ok::<(), fondo::Error>(())
 //! ```
 //!
+//! A `map` reports its first failing task (by input position) with that position:
+//! [`Error::Task`]` { index, error }`; [`Error::inner`] is the task's own error.
+//!
+//! # Waiting on many, cancelling, async
+//!
+//! Python's `concurrent.futures` functions, over any [`AsyncResult`]s — of one pool
+//! or several, of any backend, finished already or not: [`wait`] (with
+//! [`ReturnWhen`]) and [`as_completed`], both with an optional timeout.
+//! [`AsyncResult::cancel`] keeps a task that has not started from ever running
+//! (`Err(`[`Error::Cancelled`]`)`), and [`Pool::shutdown`] with [`Pending::Cancel`]
+//! does so for every pending task. An [`Imap`] waits with a limit
+//! ([`Imap::next_timeout`]), knows its length when its input does (progress bars),
+//! and cancels what it has not started when dropped early.
+//!
+//! ```
+//! use fondo::{Error, Pool, ReturnWhen};
+//! use std::time::Duration;
+//!
+//! fn cube(x: u64) -> u64 { x * x * x }
+//!
+//! let pool = Pool::processes(2)?;
+//! let results: Vec<_> = (0..10).map(|x| pool.apply_async(cube, (x,))).collect();
+//! let waited = fondo::wait(&results, ReturnWhen::AllCompleted, Some(Duration::from_secs(60)));
+//! assert_eq!(waited.done.len(), 10);
+//! let mut total = 0;
+//! for done in fondo::as_completed(results, None) {
+//!     let (_input, result) = done?;
+//!     total += result.get()?;
+//! }
+//! assert_eq!(total, 2025);
+//! let e = pool.map(|x: i64| 10 / (5 - x), 0..10).unwrap_err();
+//! assert_eq!(e.index(), Some(5));
+//! # Ok::<(), fondo::Error>(())
+//! ```
+//!
+//! In async code an `AsyncResult` is a `Future`; [`Pool::imap_owned`] gives an
+//! iterator that owns its (shared) pool, to move into a spawned task and read with
+//! [`Imap::next_async`] — or as a `futures_core::Stream` with feature `stream`
+//! (`Imap::into_stream`). The `*_async` methods and `imap` never hold the calling
+//! thread for long: big arguments are encoded by the pool's encoder thread.
+//!
 //! # Who a worker serves
 //!
 //! Every program that links fondo can become a worker before `main`, so a process

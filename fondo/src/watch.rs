@@ -289,7 +289,8 @@ impl<W: Watchable> AsCompleted<W> {
     ///
     /// let pool = Pool::threads(1)?;
     /// let (release, gate) = std::sync::mpsc::channel::<()>();
-    /// let slow = pool.apply_async(move || gate.recv().is_ok(), ());
+    /// let gate = std::sync::Mutex::new(gate);
+    /// let slow = pool.apply_async(move || gate.lock().unwrap().recv().is_ok(), ());
     /// let mut it = fondo::as_completed(vec![slow], Some(Duration::from_millis(10)));
     /// assert!(matches!(it.next(), Some(Err(Error::WaitTimeout { .. }))));
     /// assert!(it.next().is_none());
