@@ -268,6 +268,16 @@ fn main() {
     let busy: Vec<_> = (0..3 * pool.workers())
         .map(|_| pool.apply_async(sleep_ms, (300,)))
         .collect();
+    // On MPI a task runs once rank 0 has sent it: wait for the dispatcher to send all.
+    let sent_by = Instant::now() + Duration::from_secs(60);
+    while !busy.iter().all(|b| b.running() || b.ready()) && Instant::now() < sent_by {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    c.check(
+        "running() once sent",
+        busy.iter().all(|b| b.running() || b.ready()),
+        (),
+    );
     let queued = pool.apply_async(square, (5,));
     let cancelled = queued.cancel();
     c.check(

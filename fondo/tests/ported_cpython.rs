@@ -2,9 +2,10 @@
 //! (`_TestPool`, `_TestPoolWorkerErrors`, `_TestPoolWorkerLifetime`,
 //! `TestPoolNotLeakOnFailure`, and the pool cases of the other classes) and
 //! `Lib/test/test_concurrent_futures/` (`executor.py`, `test_process_pool.py`,
-//! `test_shutdown.py`, `test_deadlock.py`, `test_wait.py`, `test_init.py`,
-//! `test_thread_pool.py`). Each test names its origin. The crash matrix of
-//! `test_deadlock.py` lives with loky's, in `tests/ported_loky.rs`.
+//! `test_shutdown.py`, `test_deadlock.py`, `test_wait.py`, `test_as_completed.py`,
+//! `test_future.py`, `test_init.py`, `test_thread_pool.py`). Each test names its
+//! origin. The crash matrix of `test_deadlock.py` lives with loky's, in
+//! `tests/ported_loky.rs`.
 //!
 //! Python's `_TestPool` runs on processes and threads alike; so do the tests made
 //! with [`on_both!`] here (one module per test, with a `processes` and a `threads`
