@@ -651,7 +651,7 @@ fn nap(_: u32) {
 /// complete.
 fn maps_and_cancels_from_a_thread(pool: &Pool<Processes>, thread_idx: usize) -> Result<(), String> {
     let map_future_1 = pool.imap(sqrt, 0..40);
-    if thread_idx % 2 == 0 {
+    if thread_idx.is_multiple_of(2) {
         std::thread::sleep(Duration::from_millis(1));
     }
     let submit_futures: Vec<AsyncResult<()>> =
