@@ -1,4 +1,5 @@
-//! Every pool method on the MPI backend, a panicking task, close and terminate.
+//! Every pool method on the MPI backend, a panicking task, the futures API (wait,
+//! as_completed, cancel, imap's next_timeout), close and terminate.
 //! Prints one "mpi: ok NAME" (or "mpi: FAIL NAME: …") line per check and exits
 //! non-zero if any failed.
 //!
@@ -6,7 +7,7 @@
 //! mpirun -np 3 target/release/examples/mpi_methods
 //! ```
 
-use fondo::{Error, Pool};
+use fondo::{Error, Pool, ReturnWhen};
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -225,8 +226,9 @@ fn main() {
     );
     let r = pool.map(check_two, 0..5);
     c.check(
-        "map returns the panic",
-        matches!(r, Err(Error::Panicked { .. })),
+        "map returns the panic, with the input's position",
+        r.as_ref()
+            .is_err_and(|e| e.index() == Some(2) && matches!(e.inner(), Error::Panicked { .. })),
         &r,
     );
     let r = pool.apply(check_two, (2,));
@@ -273,6 +275,51 @@ fn main() {
             .is_ok_and(|v| v[0].len() == 5 << 20 && v[1] == [7] && v[2].iter().all(|&b| b == 7)),
         r.as_ref().map(|v| v.len()),
     );
+
+    // The futures API (issue 17): wait, as_completed, cancel, next_timeout.
+    let limit = Some(Duration::from_secs(60));
+    let rs: Vec<_> = (0..20u64).map(|i| pool.apply_async(square, (i,))).collect();
+    let w = fondo::wait(&rs, ReturnWhen::AllCompleted, limit);
+    c.check("wait", w.all_done(), &w);
+    let mut order: Vec<usize> = fondo::as_completed(rs, limit)
+        .filter_map(|r| r.ok().map(|(i, _)| i))
+        .collect();
+    order.sort_unstable();
+    c.check("as_completed", order == (0..20).collect::<Vec<_>>(), &order);
+    // Fill every rank's pipeline (prefetch + 1 batches) with slow tasks: the next one
+    // waits on rank 0, not sent yet, and can be cancelled; a sent one cannot.
+    let busy: Vec<_> = (0..3 * pool.workers())
+        .map(|_| pool.apply_async(sleep_ms, (300,)))
+        .collect();
+    // On MPI a task runs once rank 0 has sent it: wait for the dispatcher to send all.
+    let sent_by = Instant::now() + Duration::from_secs(60);
+    while !busy.iter().all(|b| b.running() || b.ready()) && Instant::now() < sent_by {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    c.check(
+        "running() once sent",
+        busy.iter().all(|b| b.running() || b.ready()),
+        (),
+    );
+    let queued = pool.apply_async(square, (5,));
+    let cancelled = queued.cancel();
+    c.check(
+        "cancel a task rank 0 has not sent",
+        cancelled && queued.cancelled() && matches!(queued.get(), Err(Error::Cancelled)),
+        cancelled,
+    );
+    c.check("a sent task is not cancelled", !busy[0].cancel(), ());
+    let w = fondo::wait(&busy, ReturnWhen::AllCompleted, limit);
+    c.check("the sent tasks finish", w.all_done(), &w);
+    let mut it = pool.imap(sleep_ms, [300, 0]);
+    let first = it.next_timeout(Duration::ZERO);
+    let then = it.next_timeout(Duration::from_secs(60));
+    c.check(
+        "imap next_timeout",
+        matches!(first, Some(Err(Error::WaitTimeout { .. }))) && matches!(then, Some(Ok(300))),
+        (&first, &then),
+    );
+    drop(it);
 
     // Submissions from several threads at once.
     let pool = Arc::new(pool);

@@ -40,6 +40,7 @@ pub trait Runs<F: Task<Args>, Args>: Backend + seam::Submit<F, Args> {}
 
 impl<B: Backend + seam::Submit<F, Args>, F: Task<Args>, Args> Runs<F, Args> for B {}
 
+pub(crate) use seam::Encoder;
 pub use seam::{Batch, Shape};
 
 /// What a backend does for the pool. Public traits in a private module: nameable
@@ -69,6 +70,22 @@ pub(crate) mod seam {
         fn helper(&self) -> Option<std::sync::Weak<dyn crate::help::Help>> {
             None
         }
+        /// How `cancel()` takes back this pool's jobs that have not started.
+        fn withdrawer(&self) -> Option<std::sync::Weak<dyn crate::cancel::Withdraw>>;
+        /// Stops taking work and cancels every task not started: each gets
+        /// `Err(Cancelled)`; tasks running finish (`join` waits for them).
+        fn cancel_pending(&self);
+    }
+
+    /// Who encodes a submission's arguments, on a backend that encodes them.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Encoder {
+        /// The submitting thread, which waits for the outcome anyway (`map`, `apply`).
+        Caller,
+        /// The submitting thread while the arguments are small, the pool's encoder
+        /// thread for big ones: `*_async` and `imap` return without encoding them,
+        /// so an async runtime's thread is never held.
+        Pool,
     }
 
     /// How a backend queues batches of `F` on `Args`.
@@ -79,7 +96,7 @@ pub(crate) mod seam {
         const ACCEPTS: () = ();
         /// Queues the batches. A backend that refuses them (closed or terminated
         /// pool) fails their tasks with the reason: a submission never vanishes.
-        fn submit(&self, f: &Arc<F>, batches: Vec<Batch<Args, F::Output>>);
+        fn submit(&self, f: &Arc<F>, batches: Vec<Batch<Args, F::Output>>, encoder: Encoder);
     }
 
     /// What the backend-independent methods need to know of a pool's configuration.

@@ -153,6 +153,37 @@ pub enum Error {
     /// A worker could not be started.
     #[error("could not start a worker: {0}")]
     Spawn(String),
+    /// The task was cancelled before it started ([`AsyncResult::cancel`](crate::AsyncResult::cancel),
+    /// or [`Pool::shutdown`](crate::Pool::shutdown) with [`Pending::Cancel`](crate::Pending::Cancel)):
+    /// it never ran.
+    #[error("the task was cancelled before it started")]
+    Cancelled,
+    /// Task `index` of a `map` or `starmap` (its position in the input) failed with
+    /// `error`: how `map` reports the first failing task (by input position) among
+    /// many. Only a task's own failure is wrapped so — it panicked, its worker died,
+    /// it timed out, its value could not be (de)serialised; what befalls the whole
+    /// pool (`Terminated`, `Closed`, `Cancelled`, `InitializerFailed`…) comes as it
+    /// is. [`Error::inner`] sees through it:
+    ///
+    /// ```
+    /// use fondo::{Error, Pool};
+    /// fn check(x: u32) -> u32 { assert!(x != 7, "seven"); x }
+    ///
+    /// let pool = Pool::threads(2)?;
+    /// let e = pool.map(check, 0..10_000).unwrap_err();
+    /// assert_eq!(e.index(), Some(7));
+    /// assert!(matches!(e.inner(), Error::Panicked { message, .. } if message == "seven"));
+    /// assert!(e.to_string().starts_with("task 7: task panicked: seven"));
+    /// # Ok::<(), fondo::Error>(())
+    /// ```
+    #[error("task {index}: {error}")]
+    Task {
+        /// The failing task's position in the input.
+        index: usize,
+        /// Why it failed.
+        #[source]
+        error: Box<Error>,
+    },
     /// The value was already taken out of this result by an earlier `get_timeout`.
     #[error("the result was already taken")]
     ResultTaken,
@@ -172,6 +203,71 @@ fn at_location(location: &Option<String>) -> String {
     location
         .as_deref()
         .map_or_else(String::new, |at| format!(" (at {at})"))
+}
+
+impl Error {
+    /// The error itself, without the task index a `map` adds ([`Error::Task`]):
+    /// match on this to tell a panic from a worker's death whatever reported it.
+    ///
+    /// ```
+    /// use fondo::Error;
+    ///
+    /// let e = Error::Task { index: 3, error: Box::new(Error::Closed) };
+    /// assert!(matches!(e.inner(), Error::Closed));
+    /// assert!(matches!(Error::Closed.inner(), Error::Closed));
+    /// ```
+    pub fn inner(&self) -> &Error {
+        match self {
+            Error::Task { error, .. } => error.inner(),
+            other => other,
+        }
+    }
+
+    /// Like [`inner`](Self::inner), by value.
+    ///
+    /// ```
+    /// use fondo::Error;
+    ///
+    /// let e = Error::Task { index: 3, error: Box::new(Error::Closed) };
+    /// assert!(matches!(e.into_inner(), Error::Closed));
+    /// ```
+    pub fn into_inner(self) -> Error {
+        match self {
+            Error::Task { error, .. } => error.into_inner(),
+            other => other,
+        }
+    }
+
+    /// The position of the failing task in its `map`'s input, when this error says
+    /// ([`Error::Task`]).
+    ///
+    /// ```
+    /// use fondo::Error;
+    ///
+    /// assert_eq!(Error::Task { index: 3, error: Box::new(Error::Closed) }.index(), Some(3));
+    /// assert_eq!(Error::Closed.index(), None);
+    /// ```
+    pub fn index(&self) -> Option<usize> {
+        match self {
+            Error::Task { index, .. } => Some(*index),
+            _ => None,
+        }
+    }
+
+    /// This error as the failure of task `index` of a map: wrapped in
+    /// [`Error::Task`] if it is the task's own failure, as it is otherwise.
+    pub(crate) fn at(self, index: usize) -> Error {
+        match self {
+            Error::Panicked { .. }
+            | Error::WorkerDied { .. }
+            | Error::Timeout { .. }
+            | Error::Serialization { .. } => Error::Task {
+                index,
+                error: Box::new(self),
+            },
+            other => other,
+        }
+    }
 }
 
 /// Which value of a task failed to cross a process boundary.

@@ -141,6 +141,46 @@
 //!
 //! With `default-features = false`, [`Pool::threads`], [`Timer`] and
 //! [`cpu_count`] build on any target with `std`.
+//! A `map` reports its first failing task (by input position) with that position:
+//! [`Error::Task`]` { index, error }`; [`Error::inner`] is the task's own error.
+//!
+//! # Waiting on many, cancelling, async
+//!
+//! Python's `concurrent.futures` functions, over any [`AsyncResult`]s — of one pool
+//! or several, of any backend, finished already or not: [`wait`] (with
+//! [`ReturnWhen`]) and [`as_completed`], both with an optional timeout.
+//! [`AsyncResult::cancel`] keeps a task that has not started from ever running
+//! (`Err(`[`Error::Cancelled`]`)`), and [`Pool::shutdown`] with [`Pending::Cancel`]
+//! does so for every pending task. An [`Imap`] waits with a limit
+//! ([`Imap::next_timeout`]), knows its length when its input does (progress bars),
+//! and cancels what it has not started when dropped early.
+//!
+//! ```
+//! use fondo::{Error, Pool, ReturnWhen};
+//! use std::time::Duration;
+//!
+//! fn cube(x: u64) -> u64 { x * x * x }
+//!
+//! let pool = Pool::processes(2)?;
+//! let results: Vec<_> = (0..10).map(|x| pool.apply_async(cube, (x,))).collect();
+//! let waited = fondo::wait(&results, ReturnWhen::AllCompleted, Some(Duration::from_secs(60)));
+//! assert_eq!(waited.done.len(), 10);
+//! let mut total = 0;
+//! for done in fondo::as_completed(results, None) {
+//!     let (_input, result) = done?;
+//!     total += result.get()?;
+//! }
+//! assert_eq!(total, 2025);
+//! let e = pool.map(|x: i64| 10 / (5 - x), 0..10).unwrap_err();
+//! assert_eq!(e.index(), Some(5));
+//! # Ok::<(), fondo::Error>(())
+//! ```
+//!
+//! In async code an `AsyncResult` is a `Future`; [`Pool::imap_owned`] gives an
+//! iterator that owns its (shared) pool, to move into a spawned task and read with
+//! [`Imap::next_async`] — or as a `futures_core::Stream` with feature `stream`
+//! (`Imap::into_stream`). The `*_async` methods and `imap` never hold the calling
+//! thread for long: big arguments are encoded by the pool's encoder thread.
 //!
 //! # Who a worker serves
 //!
@@ -171,9 +211,12 @@ pub mod array;
 mod backend;
 #[cfg(any(all(feature = "process", target_os = "linux"), feature = "mpi"))]
 mod boundary;
+mod cancel;
 mod config;
 pub mod cpu;
 mod error;
+#[cfg(any(all(feature = "process", target_os = "linux"), feature = "mpi"))]
+mod handoff;
 mod help;
 mod imap;
 mod join;
@@ -193,13 +236,17 @@ mod spin;
 mod task;
 pub mod thread;
 pub mod timer;
+mod watch;
 
 pub use array::Array;
 pub use backend::{Backend, Runs};
+pub use cancel::Pending;
 pub use config::Builder;
 pub use cpu::{CpuInfo, cpu_count, cpu_info};
 pub use error::{Error, ExitCause, Payload, Result, SerdeStep};
-pub use imap::Imap;
+#[cfg(feature = "stream")]
+pub use imap::ImapStream;
+pub use imap::{Imap, NextAsync};
 pub use pool::Pool;
 #[cfg(all(feature = "process", target_os = "linux"))]
 pub use process::{Child, Processes, spawn};
@@ -209,3 +256,4 @@ pub use shared::Shared;
 pub use task::{ProcessTask, Task};
 pub use thread::Threads;
 pub use timer::{Timer, TimerGuard};
+pub use watch::{AsCompleted, ReturnWhen, Waited, Watchable, as_completed, wait};

@@ -1,7 +1,8 @@
 //! `Pool`: Python's `multiprocessing.Pool` methods, written once over any backend.
 
 use crate::backend::seam::Submit;
-use crate::backend::{Backend, Batch, Runs};
+use crate::backend::{Backend, Batch, Encoder, Runs};
+use crate::cancel::Pending;
 use crate::config::Builder;
 use crate::error::{Error, Result};
 use crate::imap::{Imap, Order};
@@ -67,7 +68,20 @@ impl<B: Backend> Pool<B> {
 
     /// Applies `f` to every item and returns the results in input order, like
     /// Python's `Pool.map`. The first failing task's error is returned (by input
-    /// position); use [`imap`](Self::imap) to see every outcome.
+    /// position), as [`Error::Task`] with that position when the task itself
+    /// failed; use [`imap`](Self::imap) to see every outcome.
+    ///
+    /// ```
+    /// use fondo::{Error, Pool};
+    /// fn inverse(x: i64) -> i64 { 1000 / x }
+    ///
+    /// let pool = Pool::threads(2)?;
+    /// assert_eq!(pool.map(inverse, [1, 2, 4])?, [1000, 500, 250]);
+    /// let e = pool.map(inverse, -5..5).unwrap_err();
+    /// assert_eq!(e.index(), Some(5)); // the input 0
+    /// assert!(matches!(e.inner(), Error::Panicked { .. }));
+    /// # Ok::<(), fondo::Error>(())
+    /// ```
     pub fn map<F, T, R>(&self, f: F, items: impl IntoIterator<Item = T>) -> Result<Vec<R>>
     where
         F: Fn(T) -> R + Task<(T,), Output = R>,
@@ -75,10 +89,27 @@ impl<B: Backend> Pool<B> {
         R: Send + 'static,
     {
         let () = <B as Submit<F, (T,)>>::ACCEPTS;
-        self.map_async(f, items).get()
+        self.starmap_by(f, items.into_iter().map(|x| (x,)), Encoder::Caller)
+            .get()
     }
 
     /// Like [`map`](Self::map) without waiting: one `AsyncResult` for the whole list.
+    ///
+    /// It returns without encoding big arguments (on processes and MPI): the
+    /// caller encodes what is small and hands the rest to the pool's encoder
+    /// thread, so an async runtime's thread is never held by a big submission.
+    /// [`cancel`](AsyncResult::cancel) cancels the tasks not started yet.
+    ///
+    /// ```
+    /// use fondo::Pool;
+    /// fn len(b: serde_bytes::ByteBuf) -> usize { b.len() }
+    ///
+    /// let pool = Pool::processes(2)?;
+    /// let big = (0..8).map(|_| serde_bytes::ByteBuf::from(vec![7u8; 4 << 20]));
+    /// let r = pool.map_async(len, big);          // returns before 32 MiB are encoded
+    /// assert_eq!(r.get()?, [4 << 20; 8]);
+    /// # Ok::<(), fondo::Error>(())
+    /// ```
     pub fn map_async<F, T, R>(
         &self,
         f: F,
@@ -135,10 +166,11 @@ impl<B: Backend> Pool<B> {
         R: Send + 'static,
     {
         let () = <B as Submit<F, Args>>::ACCEPTS;
-        self.starmap_async(f, items).get()
+        self.starmap_by(f, items, Encoder::Caller).get()
     }
 
-    /// Like [`starmap`](Self::starmap) without waiting.
+    /// Like [`starmap`](Self::starmap) without waiting; like
+    /// [`map_async`](Self::map_async), it leaves big arguments to the pool to encode.
     pub fn starmap_async<F, Args, R>(
         &self,
         f: F,
@@ -150,9 +182,24 @@ impl<B: Backend> Pool<B> {
         R: Send + 'static,
     {
         let () = <B as Submit<F, Args>>::ACCEPTS;
+        self.starmap_by(f, items, Encoder::Pool)
+    }
+
+    /// `starmap_async`, its arguments encoded by `encoder`.
+    fn starmap_by<F, Args, R>(
+        &self,
+        f: F,
+        items: impl IntoIterator<Item = Args>,
+        encoder: Encoder,
+    ) -> AsyncResult<Vec<R>>
+    where
+        F: Task<Args, Output = R>,
+        B: Runs<F, Args>,
+        R: Send + 'static,
+    {
         let items: Vec<Args> = items.into_iter().collect();
         let (result, sink) = MapSink::new(items.len());
-        result.helped_by(self.backend.helper());
+        self.serve(&result);
         self.track(sink.clone());
         let sizes = match self.backend.shape().chunksize {
             Some(chunk) => Chunking::Fixed(chunk),
@@ -160,7 +207,7 @@ impl<B: Backend> Pool<B> {
                 workers: self.workers(),
             },
         };
-        self.submit(&Arc::new(f), split(items, sizes, sink));
+        self.submit(&Arc::new(f), split(items, sizes, sink), encoder);
         result
     }
 
@@ -172,11 +219,15 @@ impl<B: Backend> Pool<B> {
         R: Send + 'static,
     {
         let () = <B as Submit<F, Args>>::ACCEPTS;
-        self.apply_async(f, args).get()
+        self.apply_by(f, args, Encoder::Caller).get()
     }
 
     /// Starts `f(args…)` on a worker and returns at once, like Python's
-    /// `Pool.apply_async`; read the outcome from the `AsyncResult`.
+    /// `Pool.apply_async`; read the outcome from the `AsyncResult` (blocking, with
+    /// a timeout, by callback, by `.await`, or with [`wait`](crate::wait) and
+    /// [`as_completed`](crate::as_completed) among others), or
+    /// [`cancel`](AsyncResult::cancel) it. Big arguments are left to the pool to
+    /// encode, as in [`map_async`](Self::map_async).
     pub fn apply_async<F, Args, R>(&self, f: F, args: Args) -> AsyncResult<R>
     where
         F: Task<Args, Output = R>,
@@ -184,8 +235,18 @@ impl<B: Backend> Pool<B> {
         R: Send + 'static,
     {
         let () = <B as Submit<F, Args>>::ACCEPTS;
+        self.apply_by(f, args, Encoder::Pool)
+    }
+
+    /// `apply_async`, its arguments encoded by `encoder`.
+    fn apply_by<F, Args, R>(&self, f: F, args: Args, encoder: Encoder) -> AsyncResult<R>
+    where
+        F: Task<Args, Output = R>,
+        B: Runs<F, Args>,
+        R: Send + 'static,
+    {
         let (result, slot) = AsyncResult::pending();
-        result.helped_by(self.backend.helper());
+        self.serve(&result);
         self.track(slot.clone());
         let sink: Arc<dyn Sink<R>> = slot;
         self.submit(
@@ -195,8 +256,14 @@ impl<B: Backend> Pool<B> {
                 start: 0,
                 sink,
             }],
+            encoder,
         );
         result
+    }
+
+    /// Ties a result to this pool: for helping while waiting, and for `cancel()`.
+    fn serve<R: Send + 'static>(&self, result: &AsyncResult<R>) {
+        result.served_by(self.backend.helper(), self.backend.withdrawer());
     }
 
     /// A lazy, ordered `map`: yields each task's outcome in input order, consuming
@@ -225,6 +292,55 @@ impl<B: Backend> Pool<B> {
         Imap::new(self, f, items.into_iter(), Order::Completion)
     }
 
+    /// [`imap`](Self::imap) on a shared pool: the iterator holds the `Arc`, not a
+    /// borrow, so it can move into a thread or an async task (`tokio::spawn`),
+    /// and be read there with [`Imap::next_async`] (or as a `Stream`, feature
+    /// `stream`). The pool lives as long as its last `Arc`; dropping that one
+    /// closes and joins it, as dropping a pool does — so keep one outside async
+    /// code, where a join may block.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// let pool = Arc::new(fondo::Pool::processes(2)?);
+    /// let squares = pool.imap_owned(square, 0..100);
+    /// let total = std::thread::spawn(move || squares.map(|r| r.unwrap()).sum::<u64>());
+    /// assert_eq!(total.join().unwrap(), 328_350);
+    /// # Ok::<(), fondo::Error>(())
+    /// ```
+    pub fn imap_owned<F, I, R>(
+        self: &Arc<Self>,
+        f: F,
+        items: I,
+    ) -> Imap<'static, B, F, I::IntoIter, R>
+    where
+        I: IntoIterator,
+        F: Fn(I::Item) -> R + Task<(I::Item,), Output = R>,
+        B: Runs<F, (I::Item,)>,
+        R: Send + 'static,
+    {
+        let () = <B as Submit<F, (I::Item,)>>::ACCEPTS;
+        Imap::shared(self.clone(), f, items.into_iter(), Order::Input)
+    }
+
+    /// [`imap_unordered`](Self::imap_unordered) on a shared pool, like
+    /// [`imap_owned`](Self::imap_owned).
+    pub fn imap_unordered_owned<F, I, R>(
+        self: &Arc<Self>,
+        f: F,
+        items: I,
+    ) -> Imap<'static, B, F, I::IntoIter, R>
+    where
+        I: IntoIterator,
+        F: Fn(I::Item) -> R + Task<(I::Item,), Output = R>,
+        B: Runs<F, (I::Item,)>,
+        R: Send + 'static,
+    {
+        let () = <B as Submit<F, (I::Item,)>>::ACCEPTS;
+        Imap::shared(self.clone(), f, items.into_iter(), Order::Completion)
+    }
+
     /// Stops taking new tasks; those submitted still run (Python's `close()`).
     pub fn close(&self) {
         self.backend.close();
@@ -235,6 +351,39 @@ impl<B: Backend> Pool<B> {
     pub fn join(&self) {
         self.backend.close();
         self.backend.join();
+    }
+
+    /// Closes the pool and waits for its tasks, like Python's
+    /// `Executor.shutdown(wait=True, cancel_futures=…)`: with [`Pending::Finish`]
+    /// every submitted task runs (as [`join`](Self::join)); with
+    /// [`Pending::Cancel`] the tasks no worker has started are cancelled — each
+    /// gets `Err(Cancelled)` at once and never runs — while the running ones
+    /// finish. Unlike [`terminate`](Self::terminate), no running task is cut short.
+    ///
+    /// ```
+    /// use fondo::{Error, Pending, Pool};
+    /// use std::sync::{Mutex, mpsc};
+    ///
+    /// let pool = Pool::threads(1)?;
+    /// let (started, is_started) = mpsc::channel::<()>();
+    /// let (release, wait) = mpsc::channel::<()>();
+    /// let wait = Mutex::new(wait);
+    /// let running = pool.apply_async(move || { started.send(()).unwrap(); wait.lock().unwrap().recv().ok(); 1 }, ());
+    /// is_started.recv().unwrap(); // the only worker is busy
+    /// let queued: Vec<_> = (0..5).map(|i| pool.apply_async(move || i, ())).collect();
+    /// // Once the last one is cancelled, let the running task finish.
+    /// let last = pool.apply_async(|| 5, ()).on_done(move |_| release.send(()).unwrap());
+    /// pool.shutdown(Pending::Cancel);
+    /// assert_eq!(running.get()?, 1);
+    /// assert!(queued.iter().chain([&last]).all(|r| r.cancelled()));
+    /// assert!(matches!(pool.apply(|| 0, ()), Err(Error::Closed)));
+    /// # Ok::<(), fondo::Error>(())
+    /// ```
+    pub fn shutdown(&self, pending: Pending) {
+        if pending == Pending::Cancel {
+            self.backend.cancel_pending();
+        }
+        self.join();
     }
 
     /// Stops the workers now: every task not finished gets `Err(Terminated)` at
@@ -250,12 +399,16 @@ impl<B: Backend> Pool<B> {
     }
 
     /// Queues batches whose sink is already tracked.
-    pub(crate) fn submit<F, Args>(&self, f: &Arc<F>, batches: Vec<Batch<Args, F::Output>>)
-    where
+    pub(crate) fn submit<F, Args>(
+        &self,
+        f: &Arc<F>,
+        batches: Vec<Batch<Args, F::Output>>,
+        encoder: Encoder,
+    ) where
         F: Task<Args>,
         B: Runs<F, Args>,
     {
-        self.backend.submit(f, batches);
+        self.backend.submit(f, batches, encoder);
     }
 }
 

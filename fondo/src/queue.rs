@@ -4,6 +4,7 @@
 use crate::error::Error;
 use crate::monitor::{Monitor, spin_until};
 use std::collections::VecDeque;
+use std::ops::Deref;
 use std::sync::MutexGuard;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -52,9 +53,20 @@ struct QueueState<J> {
     close_requested: bool,
     /// Why the pool is broken, once it is.
     broken: Option<Error>,
+    /// `shutdown(Pending::Cancel)` came: the rest of submissions in progress is
+    /// cancelled instead of queued.
+    cancel_rest: bool,
 }
 
 impl<J> QueueState<J> {
+    /// Why the next part of a submission in progress is refused now, if it is.
+    fn part_refusal(&self) -> Option<Error> {
+        if self.cancel_rest && !self.phase.is_stopped() {
+            return Some(Error::Cancelled);
+        }
+        self.refusal()
+    }
+
     /// Why a job is refused now, if it is.
     fn refusal(&self) -> Option<Error> {
         match self.phase {
@@ -75,6 +87,7 @@ impl<J> Default for JobQueue<J> {
                 submitting: 0,
                 close_requested: false,
                 broken: None,
+                cancel_rest: false,
             }),
             queued: AtomicUsize::new(0),
         }
@@ -95,15 +108,17 @@ impl<J> JobQueue<J> {
         if st.close_requested {
             return Err((Error::Closed, jobs.into_iter().collect()));
         }
-        self.push_locked(st, jobs)
+        let refusal = st.refusal();
+        self.push_locked(st, refusal, jobs)
     }
 
     fn push_locked(
         &self,
         mut st: MutexGuard<'_, QueueState<J>>,
+        refusal: Option<Error>,
         jobs: impl IntoIterator<Item = J>,
     ) -> Result<(), (Error, Vec<J>)> {
-        match st.refusal() {
+        match refusal {
             None => {
                 st.jobs.extend(jobs);
                 self.publish(st);
@@ -116,13 +131,66 @@ impl<J> JobQueue<J> {
     /// Starts a submission that queues its jobs part by part, so workers start on
     /// the first part while the rest is being prepared; `None` if the pool takes no
     /// new work. A `close()` meanwhile waits for the submission to end.
-    pub(crate) fn begin(&self) -> Option<Submission<'_, J>> {
-        let mut st = self.lock();
+    #[cfg(test)]
+    pub(crate) fn begin(&self) -> Option<Submission<&Self, J>> {
+        Self::begin_on(self)
+    }
+
+    /// [`begin`](Self::begin) through any handle on the queue (an `Arc` of what
+    /// holds it, say), so another thread may carry the submission on.
+    pub(crate) fn begin_on<Q: Deref<Target = Self>>(queue: Q) -> Option<Submission<Q, J>> {
+        let mut st = queue.lock();
         if st.phase != Phase::Open || st.close_requested {
             return None;
         }
         st.submitting += 1;
-        Some(Submission { queue: self })
+        drop(st);
+        Some(Submission { queue })
+    }
+
+    /// Why a part of a submission in progress would be refused now, if it would:
+    /// to fail it without the work of preparing it.
+    pub(crate) fn part_refusal(&self) -> Option<Error> {
+        self.lock().part_refusal()
+    }
+
+    /// Why a new submission is refused now (`Closed` while a close waits for
+    /// submissions in progress).
+    pub(crate) fn refusal(&self) -> Error {
+        self.lock().refusal().unwrap_or(Error::Closed)
+    }
+
+    /// Takes every queued job `wanted` picks out of the queue.
+    pub(crate) fn withdraw(&self, mut wanted: impl FnMut(&J) -> bool) -> Vec<J> {
+        let mut st = self.lock();
+        let mut taken = Vec::new();
+        if st.jobs.iter().any(&mut wanted) {
+            let (out, keep): (VecDeque<J>, VecDeque<J>) = std::mem::take(&mut st.jobs)
+                .into_iter()
+                .partition(&mut wanted);
+            st.jobs = keep;
+            taken.extend(out);
+            self.queued.store(st.jobs.len(), Ordering::Release);
+        }
+        taken
+    }
+
+    /// Closes the pool and hands back every queued job, to be cancelled; parts of
+    /// submissions in progress are refused with `Cancelled` from now on (Python's
+    /// `shutdown(cancel_futures=True)`). Jobs put back after a worker's death still run.
+    pub(crate) fn close_and_cancel(&self) -> Vec<J> {
+        let mut st = self.lock();
+        if st.phase == Phase::Open {
+            if st.submitting > 0 {
+                st.close_requested = true;
+            } else {
+                st.phase = Phase::Closed;
+            }
+        }
+        st.cancel_rest = true;
+        let dropped = st.jobs.drain(..).collect();
+        self.publish(st);
+        dropped
     }
 
     /// True while the pool takes new submissions.
@@ -251,16 +319,19 @@ impl<J> JobQueue<J> {
     }
 }
 
-/// A submission in progress (see [`JobQueue::begin`]); ending it (dropping it)
-/// completes a `close()` that came meanwhile.
-pub(crate) struct Submission<'q, J> {
-    queue: &'q JobQueue<J>,
+/// A submission in progress (see [`JobQueue::begin`]), on a queue reached through
+/// `Q`; ending it (dropping it) completes a `close()` that came meanwhile.
+pub(crate) struct Submission<Q: Deref<Target = JobQueue<J>>, J> {
+    queue: Q,
 }
 
-impl<J: Refusable> Submission<'_, J> {
-    /// Queues the next part; fails it with the reason if the pool was terminated.
+impl<Q: Deref<Target = JobQueue<J>>, J: Refusable> Submission<Q, J> {
+    /// Queues the next part; fails it with the reason if the pool was terminated
+    /// (or is shutting down cancelling what is pending).
     pub(crate) fn offer(&self, jobs: impl IntoIterator<Item = J>) -> bool {
-        match self.queue.push_locked(self.queue.lock(), jobs) {
+        let st = self.queue.lock();
+        let refusal = st.part_refusal();
+        match self.queue.push_locked(st, refusal, jobs) {
             Ok(()) => true,
             Err((error, refused)) => {
                 for job in refused {
@@ -272,7 +343,7 @@ impl<J: Refusable> Submission<'_, J> {
     }
 }
 
-impl<J> Drop for Submission<'_, J> {
+impl<Q: Deref<Target = JobQueue<J>>, J> Drop for Submission<Q, J> {
     fn drop(&mut self) {
         let mut st = self.queue.lock();
         st.submitting -= 1;

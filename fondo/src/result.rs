@@ -1,10 +1,12 @@
 //! `AsyncResult`: the handle `apply_async` and `map_async` return, readable by
 //! blocking, with a timeout, through callbacks or as a `Future`.
 
+use crate::cancel::{Ticket, Withdraw};
 use crate::error::{Error, Result};
 use crate::help::{Help, Helping};
 use crate::monitor::Monitor;
 use crate::sink::{Abortable, Sink};
+use crate::watch::seam::{WatchCell, WatchSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -50,11 +52,124 @@ impl<R: Send + 'static> AsyncResult<R> {
         (AsyncResult { slot: slot.clone() }, slot)
     }
 
-    /// Lets threads waiting for this result do the pool's work meanwhile.
-    pub(crate) fn helped_by(&self, helper: Option<Weak<dyn Help>>) {
+    /// A result that is complete already, with `outcome`: to mix values at hand
+    /// with a pool's results in [`wait`](crate::wait) or
+    /// [`as_completed`](crate::as_completed) (Python's tests make such futures by
+    /// hand). `Err(Error::Cancelled)` makes a cancelled one.
+    ///
+    /// ```
+    /// use fondo::{AsyncResult, Error};
+    ///
+    /// let done = AsyncResult::completed(Ok(5));
+    /// assert!(done.ready());
+    /// assert_eq!(done.get()?, 5);
+    /// assert!(AsyncResult::<u8>::completed(Err(Error::Cancelled)).cancelled());
+    /// # Ok::<(), fondo::Error>(())
+    /// ```
+    pub fn completed(outcome: Result<R>) -> Self {
+        let (result, slot) = Self::pending();
+        slot.complete(outcome);
+        result
+    }
+
+    /// Ties the result to the pool that runs its task: threads waiting for it may
+    /// do the pool's work meanwhile (`help`), and `cancel()` withdraws its jobs there.
+    pub(crate) fn served_by(
+        &self,
+        helper: Option<Weak<dyn Help>>,
+        withdraw: Option<Weak<dyn Withdraw>>,
+    ) {
         if let Some(helper) = helper {
             let _ = self.slot.helper.set(helper);
         }
+        if let Some(withdraw) = withdraw {
+            let _ = self.slot.withdraw.set(withdraw);
+        }
+    }
+
+    /// Cancels the task if no worker has started it, like Python's
+    /// `Future.cancel()`: it then never runs, and the result is
+    /// `Err(Error::Cancelled)` at once. True if the result is cancelled (now or
+    /// before); false if its task is running or finished, which `cancel` leaves alone.
+    ///
+    /// For a `map_async`, every task not started yet is cancelled and the map's
+    /// result is `Err(Cancelled)`, unless every task had started (then false).
+    ///
+    /// When a task starts depends on the backend: on threads, when a worker thread
+    /// takes its batch; on processes, when a worker process claims its job — a job
+    /// waiting in a worker's pipeline behind another is taken back and cancelled;
+    /// on MPI, when rank 0 sends it (a task a rank has received runs). A task the
+    /// pool is moving between workers at that instant (after a worker died) counts
+    /// as started.
+    ///
+    /// ```
+    /// use fondo::{Error, Pool};
+    /// use std::sync::{Mutex, mpsc};
+    ///
+    /// let pool = Pool::threads(1)?;
+    /// let (release, wait) = mpsc::channel::<()>();
+    /// let (started, is_started) = mpsc::channel::<()>();
+    /// let wait = Mutex::new(wait);
+    /// let busy = pool.apply_async(move || { started.send(()).unwrap(); wait.lock().unwrap().recv().ok(); 1 }, ());
+    /// is_started.recv().unwrap(); // the only worker is busy
+    /// let queued = pool.apply_async(|| 2, ());
+    /// assert!(queued.cancel());    // not started: it never will
+    /// assert!(!busy.cancel());     // running: left alone
+    /// assert!(busy.running() && queued.cancelled());
+    /// release.send(()).unwrap();
+    /// assert_eq!(busy.get()?, 1);
+    /// assert!(matches!(queued.get(), Err(Error::Cancelled)));
+    /// # Ok::<(), fondo::Error>(())
+    /// ```
+    pub fn cancel(&self) -> bool {
+        let ticket = &self.slot.ticket;
+        if ticket.is_cancelled() {
+            return true;
+        }
+        if self.ready() {
+            return false;
+        }
+        let withdraw = self.slot.withdraw.get().and_then(Weak::upgrade);
+        let cancelled = ticket.cancel(|| withdraw.is_some_and(|w| w.withdraw(ticket)));
+        if cancelled {
+            self.slot.complete(Err(Error::Cancelled));
+        }
+        cancelled
+    }
+
+    /// True if the task was cancelled ([`cancel`](Self::cancel), or
+    /// [`Pool::shutdown`](crate::Pool::shutdown) with
+    /// [`Pending::Cancel`](crate::Pending::Cancel)): its outcome is `Err(Cancelled)`.
+    pub fn cancelled(&self) -> bool {
+        self.slot.ticket.is_cancelled()
+    }
+
+    /// True while a worker runs the task: started and not finished (for a
+    /// `map_async`, while one of its tasks runs). What "started" means on each
+    /// backend is said at [`cancel`](Self::cancel); a task that finished but whose
+    /// outcome is still being delivered may read false for an instant.
+    ///
+    /// ```
+    /// use fondo::Pool;
+    ///
+    /// let pool = Pool::threads(1)?;
+    /// let r = pool.apply_async(|| 6 * 7, ());
+    /// r.wait();
+    /// assert!(!r.running() && r.ready());
+    /// # Ok::<(), fondo::Error>(())
+    /// ```
+    pub fn running(&self) -> bool {
+        if self.ready() || self.slot.ticket.is_cancelled() {
+            return false;
+        }
+        let known = self
+            .slot
+            .withdraw
+            .get()
+            .and_then(Weak::upgrade)
+            .and_then(|w| w.running(&self.slot.ticket));
+        let running = known.unwrap_or_else(|| self.slot.ticket.has_unfinished_claims());
+        running && !self.ready()
     }
 
     /// Blocks until the task finishes and returns its value or error.
@@ -86,7 +201,7 @@ impl<R: Send + 'static> AsyncResult<R> {
             .is_pending()
     }
 
-    /// True once the task has finished (successfully or not).
+    /// True once the task has finished (successfully or not), or was cancelled.
     pub fn ready(&self) -> bool {
         self.slot.done.load(Ordering::Acquire)
     }
@@ -129,6 +244,12 @@ impl<R: Send + 'static> AsyncResult<R> {
     }
 }
 
+impl<R: Send + 'static> crate::watch::seam::Watched for AsyncResult<R> {
+    fn cell(&self) -> &dyn WatchCell {
+        &*self.slot
+    }
+}
+
 /// Awaiting an `AsyncResult` yields the task's outcome, so pools mix with async code.
 impl<R: Send + 'static> Future for AsyncResult<R> {
     type Output = Result<R>;
@@ -159,17 +280,29 @@ pub(crate) struct ResultCell<R> {
     done: AtomicBool,
     /// The pool a waiting thread may help (see `help`), if its backend takes help.
     helper: OnceLock<Weak<dyn Help>>,
+    /// Whether the task(s) may still start (`cancel.rs`).
+    ticket: Ticket,
+    /// The pool that takes back jobs not started, for `cancel()`.
+    withdraw: OnceLock<Weak<dyn Withdraw>>,
+}
+
+/// A `wait` or `as_completed` watching this result as its member `index`.
+struct Watcher {
+    set: Arc<WatchSet>,
+    index: usize,
 }
 
 enum State<R> {
     Pending {
         waker: Option<Waker>,
         callbacks: Vec<Callback<R>>,
+        watchers: Vec<Watcher>,
     },
     /// Callbacks are running outside the lock; `late` holds callbacks registered
-    /// meanwhile, run before the outcome is stored.
+    /// meanwhile, run before the outcome is stored; `watchers` are told once it is.
     Completing {
         late: Vec<Callback<R>>,
+        watchers: Vec<Watcher>,
     },
     Done(Result<R>),
     /// The value was handed out; `ok` remembers whether it was a value or an error.
@@ -203,10 +336,27 @@ impl<R> ResultCell<R> {
             state: Monitor::new(State::Pending {
                 waker: None,
                 callbacks: Vec::new(),
+                watchers: Vec::new(),
             }),
             done: AtomicBool::new(false),
             helper: OnceLock::new(),
+            ticket: Ticket::default(),
+            withdraw: OnceLock::new(),
         }
+    }
+
+    /// How many `wait`s and `as_completed`s watch it now.
+    #[cfg(test)]
+    pub(crate) fn watchers(&self) -> usize {
+        match &*self.lock() {
+            State::Pending { watchers, .. } | State::Completing { watchers, .. } => watchers.len(),
+            State::Done(_) | State::Taken { .. } => 0,
+        }
+    }
+
+    /// The cancel ticket its jobs carry.
+    pub(crate) fn ticket(&self) -> &Ticket {
+        &self.ticket
     }
 
     fn lock(&self) -> MutexGuard<'_, State<R>> {
@@ -249,14 +399,25 @@ impl<R> ResultCell<R> {
     pub(crate) fn complete(&self, result: Result<R>) {
         let (waker, callbacks) = {
             let mut st = self.lock();
-            match std::mem::replace(&mut *st, State::Completing { late: Vec::new() }) {
-                State::Pending { waker, callbacks } => (waker, callbacks),
-                other => {
-                    *st = other;
-                    return;
-                }
-            }
+            let State::Pending {
+                waker,
+                callbacks,
+                watchers,
+            } = &mut *st
+            else {
+                return;
+            };
+            let taken = (waker.take(), std::mem::take(callbacks));
+            let watchers = std::mem::take(watchers);
+            *st = State::Completing {
+                late: Vec::new(),
+                watchers,
+            };
+            taken
         };
+        if matches!(result, Err(Error::Cancelled)) {
+            self.ticket.mark_cancelled();
+        }
         self.run_then_store(callbacks, result);
         if let Some(w) = waker {
             w.wake();
@@ -264,22 +425,27 @@ impl<R> ResultCell<R> {
     }
 
     /// Runs `callbacks` (and any registered while they run) unlocked, so they may use
-    /// this result's methods, then stores the outcome and wakes waiters.
+    /// this result's methods, then stores the outcome and wakes waiters and watchers.
     fn run_then_store(&self, mut callbacks: Vec<Callback<R>>, result: Result<R>) {
         loop {
             for cb in callbacks.drain(..) {
                 run_callback(cb, &result);
             }
             let mut st = self.lock();
-            if let State::Completing { late } = &mut *st
-                && !late.is_empty()
-            {
-                callbacks = std::mem::take(late);
-                continue;
-            }
+            let watchers = match &mut *st {
+                State::Completing { late, .. } if !late.is_empty() => {
+                    callbacks = std::mem::take(late);
+                    continue;
+                }
+                State::Completing { watchers, .. } => std::mem::take(watchers),
+                _ => Vec::new(),
+            };
             *st = State::Done(result);
             self.done.store(true, Ordering::Release);
             self.state.publish(st);
+            for w in watchers {
+                w.set.notify(w.index);
+            }
             return;
         }
     }
@@ -288,9 +454,13 @@ impl<R> ResultCell<R> {
         let mut st = self.lock();
         match &mut *st {
             State::Pending { callbacks, .. } => callbacks.push(callback),
-            State::Completing { late } => late.push(callback),
+            State::Completing { late, .. } => late.push(callback),
             State::Done(_) => {
-                let previous = std::mem::replace(&mut *st, State::Completing { late: Vec::new() });
+                let completing = State::Completing {
+                    late: Vec::new(),
+                    watchers: Vec::new(),
+                };
+                let previous = std::mem::replace(&mut *st, completing);
                 drop(st);
                 if let State::Done(result) = previous {
                     self.run_then_store(vec![callback], result);
@@ -318,6 +488,53 @@ impl<R: Send> Abortable for ResultCell<R> {
     }
     fn is_complete(&self) -> bool {
         self.done.load(Ordering::Acquire)
+    }
+    fn ticket(&self) -> Option<&Ticket> {
+        Some(&self.ticket)
+    }
+}
+
+impl<R: Send + 'static> WatchCell for ResultCell<R> {
+    fn watch(&self, set: &Arc<WatchSet>, index: usize) {
+        let mut st = self.lock();
+        match &mut *st {
+            State::Pending { watchers, .. } | State::Completing { watchers, .. } => {
+                watchers.push(Watcher {
+                    set: set.clone(),
+                    index,
+                });
+            }
+            State::Done(_) | State::Taken { .. } => {
+                drop(st);
+                set.notify(index);
+            }
+        }
+    }
+
+    fn unwatch(&self, set: &Arc<WatchSet>) {
+        let mut st = self.lock();
+        if let State::Pending { watchers, .. } | State::Completing { watchers, .. } = &mut *st {
+            watchers.retain(|w| !Arc::ptr_eq(&w.set, set));
+        }
+    }
+
+    fn is_done(&self) -> bool {
+        self.done.load(Ordering::Acquire)
+    }
+
+    fn failed(&self) -> bool {
+        if self.ticket.is_cancelled() {
+            return false;
+        }
+        match &*self.lock() {
+            State::Done(r) => r.is_err(),
+            State::Taken { ok } => !ok,
+            State::Pending { .. } | State::Completing { .. } => false,
+        }
+    }
+
+    fn helper(&self) -> Option<&Weak<dyn Help>> {
+        self.helper.get()
     }
 }
 
@@ -372,7 +589,7 @@ impl<R: Send + 'static> MapSink<R> {
 
     fn finish(&self, parts: &mut MapParts<R>) {
         let outcome = match parts.first_error.take() {
-            Some((_, e)) => Err(e),
+            Some((index, e)) => Err(e.at(index)),
             None => std::mem::take(&mut parts.values)
                 .into_iter()
                 .map(|v| v.ok_or(Error::Terminated))
@@ -407,6 +624,9 @@ impl<R: Send + 'static> Abortable for MapSink<R> {
     fn is_complete(&self) -> bool {
         self.out.is_complete()
     }
+    fn ticket(&self) -> Option<&Ticket> {
+        Some(self.out.ticket())
+    }
 }
 
 impl<R: Send + 'static> Sink<R> for MapSink<R> {
@@ -415,6 +635,14 @@ impl<R: Send + 'static> Sink<R> for MapSink<R> {
         if parts.missing == 0 {
             return;
         }
+        if self.out.is_complete() {
+            // Cancelled: what running tasks still deliver is not kept.
+            parts.missing = 0;
+            parts.values = Vec::new();
+            parts.seen = Vec::new();
+            return;
+        }
+        let before = parts.missing;
         for (index, r) in (start..).zip(results) {
             match parts.seen.get_mut(index) {
                 Some(seen @ false) => *seen = true,
@@ -426,6 +654,7 @@ impl<R: Send + 'static> Sink<R> for MapSink<R> {
                 Err(e) => parts.record_error(index, e),
             }
         }
+        self.out.ticket().finished(before - parts.missing);
         if parts.missing == 0 {
             self.finish(&mut parts);
         }

@@ -11,6 +11,11 @@ pub trait Abortable: Send + Sync {
     fn abort(&self, error: Error);
     /// True once every task of the submission has an outcome.
     fn is_complete(&self) -> bool;
+    /// The submission's cancel ticket, if it can be cancelled (an `AsyncResult`'s):
+    /// where a task starts, the backend claims it there first (`cancel.rs`).
+    fn ticket(&self) -> Option<&crate::cancel::Ticket> {
+        None
+    }
 }
 
 /// Receives the results of a submission, indexed by each task's position in it.

@@ -521,12 +521,16 @@ fn argument_that_cannot_be_serialised() {
             ..
         })
     ));
+    let e = pool
+        .map(picky_in, (10..18).map(Picky))
+        .expect_err("13 cannot be serialised");
+    assert_eq!(e.index(), Some(3), "{e}");
     assert!(matches!(
-        pool.map(picky_in, (10..18).map(Picky)),
-        Err(Error::Serialization {
+        e.inner(),
+        Error::Serialization {
             what: Payload::Arguments,
             ..
-        })
+        }
     ));
 }
 
@@ -898,8 +902,11 @@ fn kill_storm(shape: Shape, retries: u32, trials: usize) {
                     sigkill(victim);
                     match must_get(&all, &label) {
                         Ok(v) => v.into_iter().map(Ok).collect(),
-                        // map reports the first failure: the one killed task.
+                        // map reports the first failure: the one killed task,
+                        // with its position.
                         Err(e) => {
+                            assert!(e.index().is_some_and(|i| i < tasks as usize), "{e}");
+                            let e = e.into_inner();
                             blamed += check_outcomes(&[Err(e)], victim, retries > 0, &label);
                             Vec::new()
                         }

@@ -2,9 +2,10 @@
 //! (`_TestPool`, `_TestPoolWorkerErrors`, `_TestPoolWorkerLifetime`,
 //! `TestPoolNotLeakOnFailure`, and the pool cases of the other classes) and
 //! `Lib/test/test_concurrent_futures/` (`executor.py`, `test_process_pool.py`,
-//! `test_shutdown.py`, `test_deadlock.py`, `test_wait.py`, `test_init.py`,
-//! `test_thread_pool.py`). Each test names its origin. The crash matrix of
-//! `test_deadlock.py` lives with loky's, in `tests/ported_loky.rs`.
+//! `test_shutdown.py`, `test_deadlock.py`, `test_wait.py`, `test_as_completed.py`,
+//! `test_future.py`, `test_init.py`, `test_thread_pool.py`). Each test names its
+//! origin. The crash matrix of `test_deadlock.py` lives with loky's, in
+//! `tests/ported_loky.rs`.
 //!
 //! Python's `_TestPool` runs on processes and threads alike; so do the tests made
 //! with [`on_both!`] here (one module per test, with a `processes` and a `threads`
@@ -28,7 +29,9 @@ use common::{
     Deadline, Gate, TempDir, TerminateOnPanic, alive, eventually, gated, helper_command, is_helper,
     output_within, proc_stat, settled_pids,
 };
-use fondo::{AsyncResult, Error, ExitCause, Payload, Pool, Processes};
+use fondo::{
+    AsyncResult, Error, ExitCause, Payload, Pending, Pool, Processes, ReturnWhen, Watchable,
+};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Reading a result that must come: generous, it only tells a hang from slowness.
@@ -233,13 +236,18 @@ fn test_map_unplicklable() {
     );
     assert!(
         matches!(
-            r,
+            r.as_ref().map_err(Error::inner),
             Err(Error::Serialization {
                 what: Payload::Arguments,
                 ..
             })
         ),
         "{r:?}"
+    );
+    assert_eq!(
+        r.err().and_then(|e| e.index()),
+        Some(0),
+        "the first by position"
     );
     assert_eq!(pool.map(sqr, 0..3).ok(), Some(vec![0, 1, 4]));
 }
@@ -405,10 +413,11 @@ on_both! {
     fn test_map_no_failfast(pool = Pool::builder().workers(2).chunksize(1), _which) {
         let dir = TempDir::new("no-failfast");
         let r = pool.map(raise_large_valuerror, [dir.file("0"), dir.file("1")]);
-        match r {
+        match r.as_ref().map_err(Error::inner) {
             Err(Error::Panicked { message, .. }) => assert_eq!(message.len(), 1 << 20),
             other => panic!("expected Panicked, got {:?}", other.map(|v| v.len())),
         }
+        assert_eq!(r.err().and_then(|e| e.index()), Some(0), "the first by position");
         pool.close();
         pool.join();
         assert_eq!(dir.names(), ["0", "1"], "both tasks ran");
@@ -844,6 +853,65 @@ fn test_map_exception() {
     assert_eq!(out[1].as_ref().ok(), Some(&(1 / 3, 1)));
     assert!(is_panicked_with(&out[2], "divide by zero"), "{:?}", out[2]);
     assert_eq!(out[3].as_ref().ok(), Some(&(0, 1)));
+}
+
+/// `time.sleep(0)` for 0, else a task held on `gate` (Python's `time.sleep(6)`).
+fn sleep_or_hold((gate, ms): (String, u64)) -> u64 {
+    if ms == 0 {
+        0
+    } else {
+        u64::from(gated(gate, ms as u32))
+    }
+}
+
+// executor.py test_map_timeout: `map(time.sleep, [0, 0, 6], timeout=5)` yields the
+// two quick results, then times out on the third (fondo: `Imap::next_timeout`, the
+// limit per outcome, as `IMapIterator.next(timeout)`); "the remaining calls are
+// cancelled" (gh-110097): dropping the iterator cancels what has not started.
+on_both! {
+    fn test_map_timeout(pool = Pool::builder().workers(1).chunksize(1), _which) {
+        let gate = Gate::new();
+        let mut it = pool.imap(sleep_or_hold, [0, 0, 6].map(|ms| (gate.arg(), ms)));
+        let mut results = Vec::new();
+        let timed_out = loop {
+            match it.next_timeout(Duration::from_millis(200)) {
+                Some(Ok(v)) => results.push(v),
+                Some(Err(Error::WaitTimeout { .. })) => break true,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert!(timed_out);
+        assert_eq!(results, [0, 0]);
+        drop(it);
+        gate.open();
+    }
+}
+
+// test_thread_pool.py test_executor_map_current_future_cancel: one worker busy
+// with "first"; `map(log_n_wait, ["second", "third"], timeout=0)` times out and is
+// closed: "second" and "third" are cancelled and never start; only "first" ran.
+on_both! {
+    fn test_executor_map_current_future_cancel(pool = Pool::builder().workers(1), _which) {
+        let dir = TempDir::new("map-current-cancel");
+        let stop_event = Gate::new();
+        let log_n_wait = |ident: &str| (dir.file(ident), stop_event.arg());
+        let (started, gate) = log_n_wait("first");
+        let fut = pool.apply_async(started_then_gated, (started, gate));
+        assert!(eventually(RESULT_LIMIT, || dir.names() == ["first"]));
+        {
+            let mut map = pool.imap(started_then_gated_pair, ["second", "third"].map(log_n_wait));
+            assert!(matches!(map.next_timeout(Duration::ZERO), Some(Err(Error::WaitTimeout { .. }))));
+        }
+        stop_event.open();
+        assert_eq!(must_get(&fut, "first").ok(), Some(0));
+        pool.join();
+        assert_eq!(dir.names(), ["first"], "second and third were cancelled");
+    }
+}
+
+/// [`started_then_gated`] on one tuple, for `imap`.
+fn started_then_gated_pair((started, gate): (String, String)) -> i64 {
+    started_then_gated(started, gate)
 }
 
 // executor.py test_shutdown_race_issue12456: a map of workers + 1 tasks, then the
@@ -1477,6 +1545,90 @@ on_both! {
     }
 }
 
+// test_shutdown.py test_cancel_futures: 50 tasks of 100 ms on two workers, then
+// shutdown cancelling what is pending: more than 20 are cancelled, the others
+// finish without error, and at least one finished. (Upstream shuts down at once;
+// here once the first task runs, so "at least one finished" cannot race the start.)
+on_both! {
+    fn test_cancel_futures(pool = Pool::builder().workers(2).chunksize(1), _which) {
+        let dir = TempDir::new("cancel-futures");
+        let fs: Vec<_> = (0..50)
+            .map(|i| pool.apply_async(mark_then_sleep, (dir.file(&format!("{i}")), 100)))
+            .collect();
+        assert!(eventually(RESULT_LIMIT, || !dir.names().is_empty()));
+        pool.shutdown(Pending::Cancel);
+        let cancelled = fs.iter().filter(|f| f.cancelled()).count();
+        assert!(cancelled > 20, "{cancelled} cancelled");
+        let others: Vec<_> = fs.iter().filter(|f| !f.cancelled()).collect();
+        for f in &others {
+            assert!(f.ready());
+            assert_eq!(f.get_timeout(Duration::ZERO).ok(), Some(100));
+        }
+        assert!(!others.is_empty());
+        assert_eq!(dir.names().len(), others.len(), "the cancelled never ran");
+    }
+}
+
+/// Marks `path`, then sleeps `ms`.
+fn mark_then_sleep(path: String, ms: u64) -> u64 {
+    mark(&path);
+    sleep_ms(ms)
+}
+
+// test_shutdown.py test_hang_gh94440: one worker; a task run, another submitted
+// and cancelled at once, then shutdown(wait=True) returns (the watchdog bounds it).
+on_both! {
+    fn test_hang_gh94440(pool = Pool::builder().workers(1), _which) {
+        assert_eq!(pool.apply(mul, (0, 0)).ok(), Some(0));
+        let _ = pool.apply_async(mul, (0, 0)).cancel();
+        pool.shutdown(Pending::Finish);
+    }
+}
+
+#[test]
+fn helper_cancel_futures_at_exit_threads() {
+    if is_helper(HELPER_ENV, "helper_cancel_futures_at_exit_threads") {
+        let _wd = Deadline::arm("helper_cancel_futures_at_exit_threads", HELPER_LIMIT);
+        let pool = Pool::threads(fondo::cpu_count()).expect("pool");
+        drop(pool.apply_async(sleep_and_print, (100, "apple".to_string())));
+        pool.shutdown(Pending::Cancel);
+    }
+}
+
+#[test]
+fn helper_cancel_futures_at_exit_processes() {
+    if is_helper(HELPER_ENV, "helper_cancel_futures_at_exit_processes") {
+        let _wd = Deadline::arm("helper_cancel_futures_at_exit_processes", HELPER_LIMIT);
+        let pool = Pool::processes(fondo::cpu_count()).expect("pool");
+        drop(pool.apply_async(sleep_and_print, (100, "apple".to_string())));
+        pool.shutdown(Pending::Cancel);
+    }
+}
+
+/// test_shutdown.py ThreadPoolShutdownTest.test_cancel_futures_wait_false: a
+/// program submits a task and shuts down cancelling what is pending as it ends: no
+/// error, and "apple" printed if the task had started, nothing if it had not.
+/// (fondo's shutdown always waits for running tasks; Python's `wait=False` does
+/// not, which is why upstream cannot test process pools: fondo's can be.)
+#[test]
+fn test_cancel_futures_wait_false() {
+    for helper in [
+        "helper_cancel_futures_at_exit_threads",
+        "helper_cancel_futures_at_exit_processes",
+    ] {
+        let out = output_within(helper_command(HELPER_ENV, helper), HELPER_LIMIT);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{helper}: {:?} {stdout}", out.status);
+        let apples = stdout.lines().filter(|l| *l == "apple").count();
+        assert!(apples <= 1, "{helper}: {stdout}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !stderr.contains("fondo:") && !stderr.contains("panicked"),
+            "{helper}: {stderr}"
+        );
+    }
+}
+
 /// test_shutdown.py test_context_manager_shutdown (ProcessPoolShutdownTest): `map`
 /// in a scope; once the pool is dropped its worker processes are gone.
 #[test]
@@ -1535,26 +1687,400 @@ fn test_shutdown_gh_132969() {
 }
 
 // ---------------------------------------------------------------------------
-// test_concurrent_futures: test_wait.py (what fondo's API can say)
+// test_concurrent_futures: test_wait.py, test_as_completed.py, test_future.py
+// (fondo::wait, fondo::as_completed, cancel / cancelled / running: issue 17)
 // ---------------------------------------------------------------------------
 
-/// test_wait.py test_first_completed: `mul(21, 2)` then a task waiting on an event:
-/// the first completes while the second still waits. fondo has no
-/// `wait(FIRST_COMPLETED)` (issue 17): the test polls `ready()`.
+/// Python's `SUCCESSFUL_FUTURE`: finished with 42.
+fn successful_future() -> AsyncResult<i64> {
+    AsyncResult::completed(Ok(42))
+}
+
+/// Python's `EXCEPTION_FUTURE`: finished with an `OSError`.
+fn exception_future() -> AsyncResult<i64> {
+    AsyncResult::completed(Err(Error::Io(Arc::new(std::io::Error::other("OSError")))))
+}
+
+/// Python's `CANCELLED_AND_NOTIFIED_FUTURE`. (Python's `CANCELLED_FUTURE` — cancelled,
+/// its waiters not yet notified — is a state of its internals: a cancelled fondo
+/// result is complete, so where upstream lists `CANCELLED_FUTURE` as pending, the
+/// ports list it as done.)
+fn cancelled_future() -> AsyncResult<i64> {
+    AsyncResult::completed(Err(Error::Cancelled))
+}
+
+/// Python's `wait_and_raise(e)`: waits for the event, then raises.
+fn wait_and_raise(gate: String) -> i64 {
+    gated(gate, 0);
+    panic!("this is an exception")
+}
+
+/// A task that marks `started` then waits on the gate (Python's `event.wait`, with
+/// a way to know it runs).
+fn started_then_gated(started: String, gate: String) -> i64 {
+    mark(&started);
+    i64::from(gated(gate, 0))
+}
+
+/// `Waited` as two sets, as Python compares them.
+fn sets(w: fondo::Waited) -> (Vec<usize>, Vec<usize>) {
+    (w.done, w.pending)
+}
+
+// test_wait.py test_20369: the same future twice, ALL_COMPLETED: done (at both
+// positions), nothing pending.
+on_both! {
+    fn test_20369(pool = Pool::builder().workers(2), _which) {
+        let future = pool.apply_async(mul, (1, 2));
+        let w = fondo::wait([&future, &future], ReturnWhen::AllCompleted, Some(RESULT_LIMIT));
+        assert_eq!(sets(w), (vec![0, 1], vec![]));
+    }
+}
+
+// test_wait.py test_first_completed: `mul(21, 2)` completes while a task waits on
+// an event. (Upstream also lists `CANCELLED_FUTURE` as pending: see
+// `cancelled_future`.)
+on_both! {
+    fn test_first_completed(pool = Pool::builder().workers(2), _which) {
+        let gate = Gate::new();
+        let future1 = pool.apply_async(mul, (21, 2));
+        let future2 = pool.apply_async(gated, (gate.arg(), 1));
+        let w = fondo::wait(
+            [&future1 as &dyn Watchable, &future2],
+            ReturnWhen::FirstCompleted,
+            Some(RESULT_LIMIT),
+        );
+        assert_eq!(sets(w), (vec![0], vec![1]));
+        gate.open();
+        assert_eq!(must_get(&future2, "future2").ok(), Some(1));
+    }
+}
+
+// test_wait.py test_first_completed_some_already_completed.
+on_both! {
+    fn test_first_completed_some_already_completed(pool = Pool::builder().workers(2), _which) {
+        let gate = Gate::new();
+        let future1 = pool.apply_async(gated, (gate.arg(), 1));
+        let (cancelled, successful) = (cancelled_future(), successful_future());
+        let set: [&dyn Watchable; 3] = [&cancelled, &successful, &future1];
+        let w = fondo::wait(set, ReturnWhen::FirstCompleted, Some(RESULT_LIMIT));
+        assert_eq!(sets(w), (vec![0, 1], vec![2]));
+        gate.open();
+        assert_eq!(must_get(&future1, "future1").ok(), Some(1));
+    }
+}
+
+// test_wait.py test_first_exception: future1 completes, then future2 raises;
+// future3 still waits.
+on_both! {
+    fn test_first_exception(pool = Pool::builder().workers(3), _which) {
+        let (event1, event2) = (Gate::new(), Gate::new());
+        let future1 = pool.apply_async(mul, (2, 21));
+        let future2 = pool.apply_async(wait_and_raise, (event1.arg(),));
+        let future3 = pool.apply_async(gated, (event2.arg(), 3));
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let _ = must_get(&future1, "future1");
+                event1.open();
+            });
+            let set: [&dyn Watchable; 3] = [&future1, &future2, &future3];
+            let w = fondo::wait(set, ReturnWhen::FirstException, Some(RESULT_LIMIT));
+            assert_eq!(sets(w), (vec![0, 1], vec![2]));
+        });
+        event2.open();
+        assert_eq!(must_get(&future3, "future3").ok(), Some(3));
+    }
+}
+
+// test_wait.py test_first_exception_some_already_complete (upstream's
+// `CANCELLED_FUTURE` is done here: see `cancelled_future`).
+on_both! {
+    fn test_first_exception_some_already_complete(pool = Pool::builder().workers(2), _which) {
+        let gate = Gate::new();
+        let future1 = pool.apply_async(divmod, ((21, 0),));
+        let future2 = pool.apply_async(gated, (gate.arg(), 2));
+        let (successful, cancelled, notified) =
+            (successful_future(), cancelled_future(), cancelled_future());
+        let set: [&dyn Watchable; 5] = [&successful, &cancelled, &notified, &future1, &future2];
+        let w = fondo::wait(set, ReturnWhen::FirstException, Some(RESULT_LIMIT));
+        assert_eq!(sets(w), (vec![0, 1, 2, 3], vec![4]));
+        gate.open();
+        assert_eq!(must_get(&future2, "future2").ok(), Some(2));
+    }
+}
+
+// test_wait.py test_first_exception_one_already_failed.
+on_both! {
+    fn test_first_exception_one_already_failed(pool = Pool::builder().workers(2), _which) {
+        let gate = Gate::new();
+        let future1 = pool.apply_async(gated, (gate.arg(), 1));
+        let failed = exception_future();
+        let set: [&dyn Watchable; 2] = [&failed, &future1];
+        let w = fondo::wait(set, ReturnWhen::FirstException, Some(RESULT_LIMIT));
+        assert_eq!(sets(w), (vec![0], vec![1]));
+        gate.open();
+        assert_eq!(must_get(&future1, "future1").ok(), Some(1));
+    }
+}
+
+// test_wait.py test_all_completed.
+on_both! {
+    fn test_all_completed(pool = Pool::builder().workers(2), _which) {
+        let future1 = pool.apply_async(divmod, ((2, 0),));
+        let future2 = pool.apply_async(mul, (2, 21));
+        let (successful, cancelled, failed) =
+            (successful_future(), cancelled_future(), exception_future());
+        let set: [&dyn Watchable; 5] = [&successful, &cancelled, &failed, &future1, &future2];
+        let w = fondo::wait(set, ReturnWhen::AllCompleted, Some(RESULT_LIMIT));
+        assert_eq!(sets(w), (vec![0, 1, 2, 3, 4], vec![]));
+    }
+}
+
+// test_wait.py test_timeout: 50 ms, ALL_COMPLETED: what was done is done, the
+// waiting task pending.
+on_both! {
+    fn test_timeout(pool = Pool::builder().workers(2), _which) {
+        let gate = Gate::new();
+        let future = pool.apply_async(gated, (gate.arg(), 1));
+        let (cancelled, failed, successful) =
+            (cancelled_future(), exception_future(), successful_future());
+        let set: [&dyn Watchable; 4] = [&cancelled, &failed, &successful, &future];
+        let w = fondo::wait(set, ReturnWhen::AllCompleted, Some(Duration::from_millis(50)));
+        assert_eq!(sets(w), (vec![0, 1, 2], vec![3]));
+        gate.open();
+        assert_eq!(must_get(&future, "future").ok(), Some(1));
+    }
+}
+
+/// test_wait.py ThreadPoolWaitTests.test_pending_calls_race (issue #14406): 100
+/// tasks released at once, ALL_COMPLETED over them.
 #[test]
-fn test_first_completed() {
-    let _wd = Deadline::arm("first completed", TEST_LIMIT);
-    let pool = TerminateOnPanic(Pool::processes(2).expect("pool"));
+fn test_pending_calls_race() {
+    let _wd = Deadline::arm("pending calls race", TEST_LIMIT);
+    let pool = TerminateOnPanic(Pool::threads(cpu_count_min(4)).expect("pool"));
     let gate = Gate::new();
-    let future1 = pool.apply_async(mul, (21, 2));
-    let future2 = pool.apply_async(gated, (gate.arg(), 1));
-    // wait([future1, future2], return_when=FIRST_COMPLETED), by polling.
-    assert!(eventually(RESULT_LIMIT, || future1.ready() || future2.ready()));
-    assert!(future1.ready(), "done: future1");
-    assert!(!future2.ready(), "not done: future2");
+    let fs: Vec<_> = (0..100)
+        .map(|i| pool.apply_async(gated, (gate.arg(), i)))
+        .collect();
     gate.open();
-    assert_eq!(must_get(&future2, "future2").ok(), Some(1));
-    assert_eq!(future1.get_timeout(Duration::ZERO).ok(), Some(42));
+    let w = fondo::wait(&fs, ReturnWhen::AllCompleted, Some(RESULT_LIMIT));
+    assert!(w.all_done(), "{w:?}");
+}
+
+fn cpu_count_min(n: usize) -> usize {
+    fondo::cpu_count().max(n)
+}
+
+// test_as_completed.py test_no_timeout: every future, each once.
+on_both! {
+    fn test_no_timeout(pool = Pool::builder().workers(2), _which) {
+        let future1 = pool.apply_async(mul, (2, 21));
+        let future2 = pool.apply_async(mul, (7, 6));
+        let results = vec![cancelled_future(), exception_future(), successful_future(), future1, future2];
+        let mut completed: Vec<usize> = fondo::as_completed(&results, Some(RESULT_LIMIT))
+            .map(|r| r.expect("no timeout").0)
+            .collect();
+        completed.sort_unstable();
+        assert_eq!(completed, [0, 1, 2, 3, 4]);
+    }
+}
+
+// test_as_completed.py test_future_times_out: with a timeout of 0 and of 100 ms,
+// the three complete futures come, the waiting one does not: a timeout error ends it.
+on_both! {
+    fn test_future_times_out(pool = Pool::builder().workers(2), _which) {
+        for timeout in [Duration::ZERO, Duration::from_millis(100)] {
+            let gate = Gate::new();
+            let future = pool.apply_async(gated, (gate.arg(), 1));
+            let already = [cancelled_future(), exception_future(), successful_future()];
+            let set: [&dyn Watchable; 4] = [&already[0], &already[1], &already[2], &future];
+            let mut completed = Vec::new();
+            let mut timed_out = false;
+            for r in fondo::as_completed(set, Some(timeout)) {
+                match r {
+                    Ok((i, _)) => completed.push(i),
+                    Err(Error::WaitTimeout { .. }) => timed_out = true,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            completed.sort_unstable();
+            assert_eq!(completed, [0, 1, 2], "{timeout:?}");
+            assert!(timed_out, "{timeout:?}");
+            gate.open();
+            assert_eq!(must_get(&future, "future").ok(), Some(1));
+        }
+    }
+}
+
+// test_as_completed.py test_duplicate_futures (issues 20367, #31641): the same
+// future three times, from any iterable, comes once.
+on_both! {
+    fn test_duplicate_futures(pool = Pool::builder().workers(2), _which) {
+        let future1 = pool.apply_async(sleep_ms, (20,));
+        let completed: Vec<_> = fondo::as_completed(std::iter::repeat_n(&future1, 3), Some(RESULT_LIMIT))
+            .collect();
+        assert_eq!(completed.len(), 1);
+        assert!(completed[0].as_ref().is_ok_and(|(i, _)| *i == 0));
+    }
+}
+
+/// test_as_completed.py test_free_reference_yielded_future (issue #14406): the
+/// iterator keeps no reference to a future it yielded (each is an `Arc` here, so a
+/// weak reference tells). Python completes its futures by hand; here tasks on
+/// eight threads complete when the test opens their gates, one after the other.
+#[test]
+fn test_free_reference_yielded_future() {
+    let _wd = Deadline::arm("free reference", TEST_LIMIT);
+    let pool = TerminateOnPanic(Pool::threads(8).expect("pool"));
+    let gates: Vec<Gate> = (0..8).map(|_| Gate::new()).collect();
+    let mut futures: Vec<Arc<AsyncResult<u32>>> = gates
+        .iter()
+        .zip(0..)
+        .map(|(g, i)| Arc::new(pool.apply_async(gated, (g.arg(), i))))
+        .collect();
+    futures.push(Arc::new(AsyncResult::completed(Err(Error::Cancelled))));
+    futures.push(Arc::new(AsyncResult::completed(Ok(42))));
+    let taken = |future: Arc<AsyncResult<u32>>, futures: &mut Vec<Arc<AsyncResult<u32>>>| {
+        futures.retain(|f| !Arc::ptr_eq(f, &future));
+        let weak = Arc::downgrade(&future);
+        drop(future);
+        assert!(weak.upgrade().is_none(), "as_completed kept a reference");
+    };
+    let mut timed_out = false;
+    for r in fondo::as_completed(futures.clone(), Some(Duration::ZERO)) {
+        match r {
+            Ok((_, future)) => taken(future, &mut futures),
+            Err(Error::WaitTimeout { .. }) => timed_out = true,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(timed_out && futures.len() == 8);
+    gates[0].open();
+    let mut next = 1;
+    for r in fondo::as_completed(futures.clone(), Some(RESULT_LIMIT)) {
+        let (_, future) = r.expect("within the limit");
+        taken(future, &mut futures);
+        if let Some(gate) = gates.get(next) {
+            gate.open();
+            next += 1;
+        }
+    }
+    assert!(futures.is_empty());
+}
+
+/// The pool's `Error::WaitTimeout` after `as_completed` gave up (test_as_completed.py
+/// test_correct_timeout_exception_msg: "2 (of 4) futures unfinished"): the two
+/// unfinished are handed back.
+#[test]
+fn test_correct_timeout_exception_msg() {
+    let _wd = Deadline::arm("timeout message", TEST_LIMIT);
+    let pool = TerminateOnPanic(
+        Pool::builder()
+            .workers(1)
+            .prefetch(1)
+            .threads()
+            .expect("pool"),
+    );
+    let gate = Gate::new();
+    let running = pool.apply_async(gated, (gate.arg(), 1));
+    let pending = pool.apply_async(gated, (gate.arg(), 2));
+    let results = vec![
+        AsyncResult::completed(Err(Error::Cancelled)),
+        pending,
+        running,
+        AsyncResult::completed(Ok(42)),
+    ];
+    let mut it = fondo::as_completed(results, Some(Duration::ZERO));
+    let got: Vec<_> = it.by_ref().collect();
+    assert_eq!(got.len(), 3);
+    assert!(
+        matches!(got[2], Err(Error::WaitTimeout { .. })),
+        "{:?}",
+        got[2]
+    );
+    let unfinished: Vec<usize> = it.into_pending().into_iter().map(|(i, _)| i).collect();
+    assert_eq!(unfinished, [1, 2], "2 (of 4) futures unfinished");
+    gate.open();
+}
+
+// test_future.py test_cancel, test_cancelled, test_running, test_done: a pending
+// future (queued behind a running one on one worker), a running one, cancelled
+// ones, one failed, one successful.
+on_both! {
+    fn test_cancel_cancelled_running(pool = Pool::builder().workers(1).prefetch(2), _which) {
+        let gate = Gate::new();
+        let dir = TempDir::new("future-states");
+        let running = pool.apply_async(started_then_gated, (dir.file("started"), gate.arg()));
+        assert!(eventually(RESULT_LIMIT, || running.running()));
+        let pending = pool.apply_async(mul, (6, 7));
+        let (cancelled, failed, successful) =
+            (cancelled_future(), exception_future(), successful_future());
+        // test_cancelled, test_running, test_done
+        let states = |f: &AsyncResult<i64>| (f.cancelled(), f.running(), f.ready());
+        assert_eq!(states(&pending), (false, false, false));
+        assert_eq!(states(&running), (false, true, false));
+        assert_eq!(states(&cancelled), (true, false, true));
+        assert_eq!(states(&failed), (false, false, true));
+        assert_eq!(states(&successful), (false, false, true));
+        // test_cancel
+        assert!(pending.cancel());
+        assert_eq!(states(&pending), (true, false, true));
+        assert!(!running.cancel());
+        assert_eq!(states(&running), (false, true, false));
+        assert!(cancelled.cancel());
+        assert!(!failed.cancel() && !failed.cancelled());
+        assert!(!successful.cancel() && !successful.cancelled());
+        gate.open();
+        assert_eq!(must_get(&running, "running").ok(), Some(0));
+        assert!(matches!(pending.get(), Err(Error::Cancelled)));
+        assert_eq!(successful.get().ok(), Some(42));
+    }
+}
+
+// test_future.py test_done_callback_with_cancel and
+// test_done_callback_already_cancelled: the callback sees the cancel, whether
+// registered before or after it.
+on_both! {
+    fn test_done_callback_with_cancel(pool = Pool::builder().workers(1).prefetch(1), _which) {
+        let gate = Gate::new();
+        let running = pool.apply_async(gated, (gate.arg(), 1));
+        let was_cancelled = Arc::new(Mutex::new(None));
+        let seen = was_cancelled.clone();
+        let f = pool
+            .apply_async(mul, (1, 1))
+            .on_done(move |r| *seen.lock().unwrap() = Some(matches!(r, Err(Error::Cancelled))));
+        assert!(f.cancel());
+        assert_eq!(*was_cancelled.lock().unwrap(), Some(true));
+        // Already cancelled, then the callback.
+        let g = pool.apply_async(mul, (1, 1));
+        assert!(g.cancel());
+        let seen = was_cancelled.clone();
+        *seen.lock().unwrap() = None;
+        let g = g.on_done(move |r| *seen.lock().unwrap() = Some(matches!(r, Err(Error::Cancelled))));
+        assert_eq!(*was_cancelled.lock().unwrap(), Some(true));
+        assert!(g.cancelled());
+        gate.open();
+        assert_eq!(must_get(&running, "running").ok(), Some(1));
+    }
+}
+
+// test_future.py test_result_with_cancel: another thread cancels the future the
+// main thread waits on; the wait ends with the cancel.
+on_both! {
+    fn test_result_with_cancel(pool = Pool::builder().workers(1).prefetch(1), _which) {
+        let gate = Gate::new();
+        let running = pool.apply_async(gated, (gate.arg(), 1));
+        let f1 = pool.apply_async(mul, (2, 3));
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                std::thread::sleep(Duration::from_millis(20));
+                assert!(f1.cancel());
+            });
+            assert!(matches!(must_get(&f1, "f1"), Err(Error::Cancelled)));
+        });
+        gate.open();
+        assert_eq!(must_get(&running, "running").ok(), Some(1));
+    }
 }
 
 /// test_wait.py test_first_completed with the blocking task submitted first (in

@@ -635,6 +635,82 @@ fn one_pool_shared_by_ten_threads_after_a_worker_crashed() {
     thread_safety(true);
 }
 
+/// `sqrt` on processes.
+fn sqrt(x: u32) -> f64 {
+    f64::from(x).sqrt()
+}
+
+/// `time.sleep(0.0001)`.
+fn nap(_: u32) {
+    std::thread::sleep(Duration::from_micros(100));
+}
+
+/// One thread of `_test_process_executor.py`'s `_test_thread_safety`: a lazy map,
+/// 20 submitted tasks of which every even one is cancelled, another map; the maps
+/// give every value, the odd tasks (and the even ones the cancel came too late for)
+/// complete.
+fn maps_and_cancels_from_a_thread(pool: &Pool<Processes>, thread_idx: usize) -> Result<(), String> {
+    let map_future_1 = pool.imap(sqrt, 0..40);
+    if thread_idx.is_multiple_of(2) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let submit_futures: Vec<AsyncResult<()>> =
+        (0..20).map(|i| pool.apply_async(nap, (i,))).collect();
+    let said: Vec<bool> = submit_futures
+        .iter()
+        .step_by(2)
+        .map(AsyncResult::cancel)
+        .collect();
+    let map_future_2 = pool.imap(sqrt, 0..40);
+    let want: Vec<f64> = (0..40).map(sqrt).collect();
+    let got_1: Vec<f64> = map_future_1
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    let got_2: Vec<f64> = map_future_2
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    if got_1 != want || got_2 != want {
+        return Err(format!("thread {thread_idx}: wrong map values"));
+    }
+    for (i, f) in submit_futures.iter().enumerate() {
+        let outcome = f.get_timeout(RESULT_LIMIT);
+        let cancelled = i % 2 == 0 && said[i / 2];
+        match (cancelled, outcome) {
+            (false, Ok(())) | (true, Err(Error::Cancelled)) => {}
+            (c, o) => {
+                return Err(format!(
+                    "thread {thread_idx}, task {i}: cancelled {c}, {o:?}"
+                ));
+            }
+        }
+        if f.cancelled() != cancelled {
+            return Err(format!(
+                "thread {thread_idx}, task {i}: cancelled() disagrees"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `_test_process_executor.py` `test_thread_safety`: ten threads at once, each
+/// mixing lazy maps, submissions and cancels on one pool.
+#[test]
+fn ten_threads_mapping_submitting_and_cancelling() {
+    let _wd = Deadline::arm("thread safety with cancels", TEST_LIMIT);
+    let pool = TerminateOnPanic(Pool::processes(2).expect("start a pool"));
+    let pool = &*pool;
+    let outcomes: Vec<Result<(), String>> = std::thread::scope(|s| {
+        let threads: Vec<_> = (0..10)
+            .map(|i| s.spawn(move || maps_and_cancels_from_a_thread(pool, i)))
+            .collect();
+        threads
+            .into_iter()
+            .map(|t| t.join().unwrap_or_else(|_| Err("thread panicked".into())))
+            .collect()
+    });
+    assert!(outcomes.iter().all(|o| o.is_ok()), "{outcomes:?}");
+}
+
 /// loky's literal broken start for `test_reusable_executor_thread_safety`:
 /// `executor.submit(return_instance, CrashAtPickle)` — the worker segfaults while
 /// serialising the result — must be `WorkerDied`, then the shared pool works.

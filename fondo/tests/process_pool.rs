@@ -777,11 +777,11 @@ fn a_worker_death_fails_only_its_task_and_every_other_task_completes() -> Result
     let after = pool.pids();
     assert_eq!(after.len(), 2);
     assert_ne!(after, before, "the dead worker was replaced");
-    // map reports the failure as its error; the pool still works afterwards.
-    assert!(matches!(
-        pool.map(abort_at_13, 0..20),
-        Err(Error::WorkerDied { .. })
-    ));
+    // map reports the failure as its error, with the input's position; the pool
+    // still works afterwards.
+    let e = pool.map(abort_at_13, 0..20).expect_err("task 13 dies");
+    assert_eq!(e.index(), Some(13), "{e}");
+    assert!(matches!(e.inner(), Error::WorkerDied { .. }), "{e}");
     assert_eq!(pool.map(abort_at_13, 0..13)?, (0..13).collect::<Vec<_>>());
     Ok(())
 }
@@ -922,10 +922,11 @@ fn unserialisable_argument_fails_only_its_task() -> Result<()> {
             pool.apply(take_no_send, (NoSend13(13),)),
             Err(Error::Serialization { .. })
         ));
-        assert!(matches!(
-            pool.map(take_no_send, (10..15).map(NoSend13)),
-            Err(Error::Serialization { .. })
-        ));
+        let e = pool
+            .map(take_no_send, (10..15).map(NoSend13))
+            .expect_err("13 cannot be sent");
+        assert_eq!(e.index(), Some(3), "{e}");
+        assert!(matches!(e.inner(), Error::Serialization { .. }), "{e}");
         assert_eq!(pool.apply(take_no_send, (NoSend13(12),))?, 12);
     }
     Ok(())

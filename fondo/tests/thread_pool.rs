@@ -886,12 +886,15 @@ fn map_returns_the_first_error_by_input_position() -> Result<()> {
         },
         0..100,
     );
-    match &r {
-        Err(Error::Panicked { message, .. }) => {
+    let e = r.expect_err("two tasks panic");
+    assert_eq!(e.index(), Some(30), "the first by position: {e}");
+    match e.inner() {
+        Error::Panicked { message, .. } => {
             assert!(message.contains("failed at 30"), "{message}")
         }
         other => panic!("expected Panicked, got {other:?}"),
     }
+    assert!(e.to_string().starts_with("task 30: "), "{e}");
     // The pool still works after a failed map.
     assert_eq!(pool.map(|x: u32| x, 0..3)?, [0, 1, 2]);
     Ok(())

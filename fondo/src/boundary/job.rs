@@ -18,6 +18,8 @@ pub(crate) trait Outcomes: Send + Sync {
     fn deliver(&self, start: usize, count: usize, body: &[u8]);
     /// Fails tasks `start .. start + count`.
     fn fail(&self, start: usize, count: usize, error: &Error);
+    /// The cancel ticket of the submission, if it has one (`cancel.rs`).
+    fn ticket(&self) -> Option<&crate::cancel::Ticket>;
 }
 
 struct Typed<R> {
@@ -34,6 +36,10 @@ impl<R: DeserializeOwned + Send + 'static> Outcomes for Typed<R> {
 
     fn fail(&self, start: usize, count: usize, error: &Error) {
         self.sink.fail(start, count, error);
+    }
+
+    fn ticket(&self) -> Option<&crate::cancel::Ticket> {
+        self.sink.ticket()
     }
 }
 
@@ -195,6 +201,17 @@ impl<S: ArgStore> EncodedJob<S> {
         pieces.push(self);
         pieces.reverse();
         pieces
+    }
+
+    /// The cancel ticket of the job's submission, if it has one.
+    pub(crate) fn ticket(&self) -> Option<&crate::cancel::Ticket> {
+        self.outcomes.ticket()
+    }
+
+    /// Claims the job's tasks before they start (`cancel.rs`): false if they are
+    /// cancelled, and the job is to be dropped unrun.
+    pub(crate) fn claim(&self) -> bool {
+        self.ticket().is_none_or(|t| t.claim(self.count as usize))
     }
 
     /// Fails every task of the job.

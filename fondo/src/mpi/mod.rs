@@ -74,7 +74,7 @@ mod rank0;
 mod worker;
 
 use crate::backend::seam::{Submit, Workers};
-use crate::backend::{Backend, Batch};
+use crate::backend::{Backend, Batch, Encoder};
 use crate::boundary::job::{EncodedJob, HeapArgs};
 use crate::config::{Builder, Config};
 use crate::error::{Error, Result};
@@ -253,6 +253,7 @@ fn mpi_thread(
             config,
             workers: (size - 1) as usize,
             dispatcher: std::thread::current(),
+            handoff: crate::handoff::Handoff::default(),
         });
         if started.send(Start::Pool(shared.clone())).is_err() {
             shared.queue.close();
@@ -293,6 +294,8 @@ impl Workers for Mpi {
         self.shared.wake();
     }
     fn join(&self) {
+        // The encoder first: the dispatcher waits for the submissions it carries.
+        self.shared.handoff.join();
         let handle = self
             .thread
             .lock()
@@ -308,6 +311,16 @@ impl Workers for Mpi {
         }
         self.shared.wake();
     }
+    fn withdrawer(&self) -> Option<std::sync::Weak<dyn crate::cancel::Withdraw>> {
+        let shared: Arc<dyn crate::cancel::Withdraw> = self.shared.clone();
+        Some(Arc::downgrade(&shared))
+    }
+    fn cancel_pending(&self) {
+        for job in self.shared.queue.close_and_cancel() {
+            job.fail(&Error::Cancelled);
+        }
+        self.shared.wake();
+    }
 }
 
 impl<F, Args> Submit<F, Args> for Mpi
@@ -318,15 +331,7 @@ where
 {
     const ACCEPTS: () = crate::task::assert_zero_sized::<F>();
 
-    fn submit(&self, _f: &Arc<F>, batches: Vec<Batch<Args, F::Output>>) {
-        let max_frame = self.shared.config.max_frame;
-        // MPI sends copy out of the buffer, so there is nothing to recycle here.
-        let jobs: Vec<MpiJob> = batches
-            .into_iter()
-            .flat_map(|b| MpiJob::encode::<F, Args>(b, max_frame, &HeapArgs))
-            .collect();
-        if self.shared.queue.offer(jobs) {
-            self.shared.wake();
-        }
+    fn submit(&self, _f: &Arc<F>, batches: Vec<Batch<Args, F::Output>>, encoder: Encoder) {
+        crate::handoff::submit::<_, F, Args>(&self.shared, batches, encoder);
     }
 }

@@ -8,8 +8,11 @@ use super::proto::{
     TAG_SHARE, TAG_STOP, parse_done, run_message, share_message,
 };
 use super::worker::refusal;
+use crate::boundary::job::HeapArgs;
+use crate::cancel::{self, Ticket, Withdraw};
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::handoff::{Encodes, Handoff};
 use crate::queue::{JobQueue, Phase};
 use mpi::point_to_point::MatchedReceiveVec;
 use mpi::topology::SimpleCommunicator;
@@ -30,11 +33,47 @@ pub(crate) struct Shared {
     pub(crate) workers: usize,
     /// The dispatcher thread, unparked when work or a phase change arrives.
     pub(crate) dispatcher: Thread,
+    /// The encoder thread big `*_async` submissions are handed to (`handoff.rs`).
+    pub(crate) handoff: Handoff,
 }
 
 impl Shared {
     pub(crate) fn wake(&self) {
         self.dispatcher.unpark();
+    }
+}
+
+/// On MPI a task starts when rank 0 sends it: what is still in the encoder's
+/// backlog or the queue can be withdrawn, what a rank holds runs.
+impl Withdraw for Shared {
+    fn withdraw(&self, ticket: &Ticket) -> bool {
+        let in_backlog = self.handoff.withdraw(ticket);
+        let queued = self
+            .queue
+            .withdraw(|job| cancel::same(job.ticket(), ticket));
+        in_backlog || !queued.is_empty()
+    }
+}
+
+impl Encodes for Shared {
+    type Store = HeapArgs;
+    fn queue(&self) -> &JobQueue<MpiJob> {
+        &self.queue
+    }
+    fn store(&self) -> &HeapArgs {
+        &HeapArgs
+    }
+    fn max_frame(&self) -> usize {
+        self.config.max_frame
+    }
+    fn handoff(&self) -> &Handoff {
+        &self.handoff
+    }
+    fn queued(&self) {
+        self.wake();
+    }
+    fn submission_ended(&self) {
+        self.wake();
     }
 }
 
@@ -218,6 +257,10 @@ pub(crate) fn dispatch(world: &SimpleCommunicator, shared: &Shared) {
             let Some(job) = shared.queue.try_pop() else {
                 break;
             };
+            if !job.claim() {
+                // Cancelled before rank 0 sent it (`cancel.rs`): dropped unrun.
+                continue;
+            }
             let id = next_id;
             next_id += 1;
             ranks[i].deliver_shares(world, &job, &mut sends);

@@ -15,11 +15,11 @@ pub(crate) mod worker;
 pub use parent::child::{Child, spawn};
 
 use crate::backend::seam::{Submit, Workers};
-use crate::backend::{Backend, Batch};
+use crate::backend::{Backend, Batch, Encoder};
 use crate::config::Builder;
 use crate::error::{Error, Result};
 use crate::pool::Pool;
-use parent::{ProcJob, Shared};
+use parent::Shared;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -174,9 +174,6 @@ impl Builder {
     }
 }
 
-/// A submission's encoded jobs are queued in parts of at least this many bytes.
-const EARLY_PART_BYTES: usize = 1 << 20;
-
 impl Backend for Processes {}
 
 impl Workers for Processes {
@@ -193,6 +190,8 @@ impl Workers for Processes {
         }
     }
     fn join(&self) {
+        // The encoder first: supervisors wait for the submissions it carries.
+        self.shared.handoff.join();
         let handles = std::mem::take(
             &mut *self
                 .supervisors
@@ -213,6 +212,13 @@ impl Workers for Processes {
             slot.kill();
         }
     }
+    fn withdrawer(&self) -> Option<std::sync::Weak<dyn crate::cancel::Withdraw>> {
+        let shared: Arc<dyn crate::cancel::Withdraw> = self.shared.clone();
+        Some(Arc::downgrade(&shared))
+    }
+    fn cancel_pending(&self) {
+        self.shared.cancel_pending();
+    }
 }
 
 impl<F, Args> Submit<F, Args> for Processes
@@ -223,43 +229,7 @@ where
 {
     const ACCEPTS: () = crate::task::assert_zero_sized::<F>();
 
-    fn submit(&self, _f: &Arc<F>, batches: Vec<Batch<Args, F::Output>>) {
-        let max_frame = self.shared.config.max_frame;
-        let encode = |b| ProcJob::encode::<F, Args>(b, max_frame, &self.shared.buffers);
-        let Some(submission) = self.shared.queue.begin() else {
-            // Refused: `offer` fails every task with the reason.
-            self.shared
-                .queue
-                .offer(batches.into_iter().flat_map(encode));
-            return;
-        };
-        // Queue as we encode once a part is big: workers start on the first values
-        // while the caller encodes the rest, instead of idling through it all.
-        let (mut part, mut bytes) = (Vec::new(), 0);
-        let mut batches = batches.into_iter().peekable();
-        while let Some(batch) = batches.next() {
-            for job in encode(batch) {
-                bytes += job.args.len();
-                part.push(job);
-            }
-            if bytes >= EARLY_PART_BYTES || batches.peek().is_none() {
-                if !submission.offer(std::mem::take(&mut part)) {
-                    for b in batches {
-                        b.sink.fail(b.start, b.items.len(), &Error::Terminated);
-                    }
-                    break;
-                }
-                self.shared.kick();
-                bytes = 0;
-            }
-        }
-        drop(submission);
-        if !self.shared.queue.accepts_work() {
-            // A close() may have waited for this submission: supervisors idle in
-            // poll must see the pool closed.
-            for slot in &self.shared.slots {
-                slot.wake();
-            }
-        }
+    fn submit(&self, _f: &Arc<F>, batches: Vec<Batch<Args, F::Output>>, encoder: Encoder) {
+        crate::handoff::submit::<_, F, Args>(&self.shared, batches, encoder);
     }
 }

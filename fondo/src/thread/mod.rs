@@ -1,7 +1,8 @@
 //! The thread backend: workers are threads of this process, tasks any closure.
 
 use crate::backend::seam::{Submit, Workers};
-use crate::backend::{Backend, Batch};
+use crate::backend::{Backend, Batch, Encoder};
+use crate::cancel::{self, Ticket, Withdraw};
 use crate::config::{Builder, Config};
 use crate::error::{Error, Result};
 use crate::pool::Pool;
@@ -36,10 +37,13 @@ struct Shared {
 
 /// A batch bound to its function, ready to run on any worker thread.
 trait ThreadJob: Send {
-    /// Runs every task, delivering the outcomes; returns how many ran.
+    /// Runs every task, delivering the outcomes, unless they were cancelled;
+    /// returns how many ran.
     fn run(self: Box<Self>) -> usize;
     /// Fails every task without running it.
     fn fail(self: Box<Self>, error: &Error);
+    /// The cancel ticket of its submission, if it has one.
+    fn ticket(&self) -> Option<&Ticket>;
 }
 
 struct Job<F: Task<Args>, Args> {
@@ -60,6 +64,10 @@ where
     fn run(self: Box<Self>) -> usize {
         let Job { f, batch } = *self;
         let ran = batch.items.len();
+        // Where a task starts on threads: it runs, or was cancelled before (`cancel.rs`).
+        if batch.sink.ticket().is_some_and(|t| !t.claim(ran)) {
+            return 0;
+        }
         let results = batch
             .items
             .into_iter()
@@ -71,6 +79,20 @@ where
 
     fn fail(self: Box<Self>, error: &Error) {
         self.batch.fail(error);
+    }
+
+    fn ticket(&self) -> Option<&Ticket> {
+        self.batch.sink.ticket()
+    }
+}
+
+impl Withdraw for Shared {
+    fn withdraw(&self, ticket: &Ticket) -> bool {
+        // Dropped without an outcome: the result is `Err(Cancelled)` as a whole.
+        !self
+            .queue
+            .withdraw(|job| cancel::same(job.ticket(), ticket))
+            .is_empty()
     }
 }
 
@@ -209,6 +231,15 @@ impl Workers for Threads {
             job.fail(&Error::Terminated);
         }
     }
+    fn withdrawer(&self) -> Option<std::sync::Weak<dyn Withdraw>> {
+        let shared: Arc<dyn Withdraw> = self.shared.clone();
+        Some(Arc::downgrade(&shared))
+    }
+    fn cancel_pending(&self) {
+        for job in self.shared.queue.close_and_cancel() {
+            job.fail(&Error::Cancelled);
+        }
+    }
 }
 
 impl<F, Args> Submit<F, Args> for Threads
@@ -217,7 +248,7 @@ where
     F::Output: Send + 'static,
     Args: Send + 'static,
 {
-    fn submit(&self, f: &Arc<F>, batches: Vec<Batch<Args, F::Output>>) {
+    fn submit(&self, f: &Arc<F>, batches: Vec<Batch<Args, F::Output>>, _: Encoder) {
         let jobs = batches.into_iter().map(|batch| {
             Box::new(Job {
                 f: f.clone(),

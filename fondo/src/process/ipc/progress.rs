@@ -153,6 +153,18 @@ impl Progress {
         }
     }
 
+    /// Parent: how many of the `sent` jobs the worker was sent it has not dealt
+    /// with yet (the last ones sent: it deals with them in order).
+    pub(crate) fn unclaimed(&self, sent: u64) -> u64 {
+        let gate = self.cells().gate.load(Ordering::Acquire);
+        let waiting = (sent as u32).wrapping_sub(gate as u32);
+        if waiting > u32::MAX / 2 {
+            0
+        } else {
+            u64::from(waiting)
+        }
+    }
+
     /// Parent: takes back every job the worker has not dealt with, of the `sent`
     /// it was sent so far. `Some(dealt)` — jobs numbered `dealt..sent` are the
     /// parent's again — or `None` if there were none (or the worker moved first).

@@ -19,8 +19,10 @@ pub(crate) use buffers::{Buffers, ProcJob};
 pub(crate) use slot::Slot;
 use slot::{Caller, Flush};
 
+use crate::cancel::{self, Ticket, Withdraw};
 use crate::config::Config;
 use crate::error::Error;
+use crate::handoff::{Encodes, Handoff};
 use crate::process::ipc::arena::Arena;
 use crate::queue::JobQueue;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -38,6 +40,66 @@ pub(crate) struct Shared {
     pub(crate) buffers: Buffers,
     /// Threads waiting for results that read answers meanwhile (see `help`).
     pub(crate) helpers: AtomicUsize,
+    /// The encoder thread big `*_async` submissions are handed to (`handoff.rs`).
+    pub(crate) handoff: Handoff,
+}
+
+impl Withdraw for Shared {
+    /// Looks where a job goes next after each place: the encoder's backlog, the
+    /// queue, the workers' pipelines (a job claimed there has started).
+    fn withdraw(&self, ticket: &Ticket) -> bool {
+        let mut found = self.handoff.withdraw(ticket);
+        found |= !self
+            .queue
+            .withdraw(|job| cancel::same(job.ticket(), ticket))
+            .is_empty();
+        let mut others = Vec::new();
+        for slot in &self.slots {
+            for job in slot.take_back_unclaimed(|job| cancel::same(job.ticket(), ticket)) {
+                if cancel::same(job.ticket(), ticket) {
+                    found = true;
+                } else {
+                    others.push(job);
+                }
+            }
+        }
+        // Jobs taken back with them run elsewhere, first.
+        self.requeue(others);
+        self.rebalance();
+        found
+    }
+
+    fn running(&self, ticket: &Ticket) -> Option<bool> {
+        Some(self.slots.iter().any(|slot| slot.runs(ticket)))
+    }
+}
+
+impl Encodes for Shared {
+    type Store = Buffers;
+    fn queue(&self) -> &JobQueue<ProcJob> {
+        &self.queue
+    }
+    fn store(&self) -> &Buffers {
+        &self.buffers
+    }
+    fn max_frame(&self) -> usize {
+        self.config.max_frame
+    }
+    fn handoff(&self) -> &Handoff {
+        &self.handoff
+    }
+    fn queued(&self) {
+        self.kick();
+    }
+    fn submission_ended(&self) {
+        if !self.queue.accepts_work() {
+            // A close() may have waited for this submission: supervisors idle in
+            // poll must see the pool closed.
+            for slot in &self.slots {
+                slot.wake();
+            }
+        }
+    }
 }
 
 impl crate::help::Help for Shared {
@@ -84,6 +146,7 @@ impl Shared {
             lost: Mutex::new(0),
             buffers: Buffers::new(arena),
             helpers: AtomicUsize::new(0),
+            handoff: Handoff::default(),
         })
     }
 
@@ -146,6 +209,21 @@ impl Shared {
             .flat_map(|slot| slot.revoke_waiting())
             .collect();
         self.requeue(taken);
+    }
+
+    /// Closes the pool and cancels every task no worker has started (queued, in the
+    /// encoder's backlog, or unclaimed in a pipeline): each gets `Err(Cancelled)`.
+    pub(crate) fn cancel_pending(&self) {
+        let mut dropped = self.queue.close_and_cancel();
+        for slot in &self.slots {
+            dropped.extend(slot.take_back_unclaimed(|_| true));
+        }
+        for job in dropped {
+            job.fail(&Error::Cancelled);
+        }
+        for slot in &self.slots {
+            slot.wake();
+        }
     }
 
     /// Breaks the pool with `error` (a worker's initializer failed): every task

@@ -9,6 +9,7 @@
 use super::reader::Reading;
 use super::{ProcJob, Shared};
 use crate::boundary::spill::SPILL_MIN;
+use crate::cancel::{self, Ticket};
 use crate::error::{Error, Result};
 use crate::process::ipc::frames::FrameWriter;
 use crate::process::ipc::lanes::{LANES, Lanes, Way};
@@ -244,6 +245,18 @@ pub(super) mod lock_order {
     }
 }
 
+/// Takes the jobs from number `claimed` on out of the pipeline: the gate gave them
+/// back (`Progress::revoke`), so the worker skips them unread.
+fn take_from(st: &mut SlotState, claimed: u64) -> Vec<ProcJob> {
+    let keep = st.inflight.iter().take_while(|f| f.seq < claimed).count();
+    let taken: Vec<InFlight> = st.inflight.drain(keep..).collect();
+    if let Some(first) = taken.first() {
+        // Their tasks will never be counted by this worker: number on from here.
+        st.dispatched = first.first_task;
+    }
+    taken.into_iter().map(|f| f.job).collect()
+}
+
 /// Who is calling into a slot: its own supervisor, or another thread (a submitter,
 /// a thread waiting for a result, another slot's supervisor).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -354,6 +367,10 @@ impl Slot {
             let Some(job) = shared.queue.try_pop() else {
                 break;
             };
+            if !job.claim() {
+                // Cancelled before it started (`cancel.rs`): dropped unrun.
+                continue;
+            }
             let id = shared.next_job.fetch_add(1, Ordering::Relaxed);
             let lane = match st.send(id, &job, shared.config.max_frame) {
                 Ok(lane) => lane,
@@ -401,13 +418,44 @@ impl Slot {
         let Some(claimed) = progress.revoke(st.sent_jobs) else {
             return Vec::new();
         };
-        let keep = st.inflight.iter().take_while(|f| f.seq < claimed).count();
-        let taken: Vec<InFlight> = st.inflight.drain(keep..).collect();
-        if let Some(first) = taken.first() {
-            // Their tasks will never be counted by this worker: number on from here.
-            st.dispatched = first.first_task;
+        take_from(&mut st, claimed)
+    }
+
+    /// Takes back every job of the pipeline the worker has not claimed yet, if one
+    /// of them is `wanted` (for `cancel()`, or a shutdown that cancels what is
+    /// pending): the gate makes sure none of them ever runs here.
+    pub(crate) fn take_back_unclaimed(&self, wanted: impl Fn(&ProcJob) -> bool) -> Vec<ProcJob> {
+        let mut st = self.lock();
+        let Some(progress) = st.progress.clone() else {
+            return Vec::new();
+        };
+        loop {
+            let first = st
+                .sent_jobs
+                .saturating_sub(progress.unclaimed(st.sent_jobs));
+            if !st.inflight.iter().any(|f| f.seq >= first && wanted(&f.job)) {
+                return Vec::new();
+            }
+            if let Some(claimed) = progress.revoke(st.sent_jobs) {
+                return take_from(&mut st, claimed);
+            }
+            // The worker claimed a job meanwhile: look again.
         }
-        taken.into_iter().map(|f| f.job).collect()
+    }
+
+    /// True if the worker has claimed (started) a job of `ticket` it has not
+    /// answered yet.
+    pub(crate) fn runs(&self, ticket: &Ticket) -> bool {
+        let st = self.lock();
+        let Some(progress) = &st.progress else {
+            return false;
+        };
+        let first_unclaimed = st
+            .sent_jobs
+            .saturating_sub(progress.unclaimed(st.sent_jobs));
+        st.inflight
+            .iter()
+            .any(|f| f.seq < first_unclaimed && cancel::same(f.job.ticket(), ticket))
     }
 
     /// Writes what the writer holds, as far as the socket takes it now.
