@@ -104,6 +104,7 @@ mod overhead;
 mod plot;
 mod python;
 mod report;
+mod sharing;
 mod stats;
 
 use crate::{BenchArgs, CliResult};
@@ -127,8 +128,21 @@ pub struct Sizes {
     pub imap_tasks: usize,
     /// Bytes of one payload.
     pub payload_bytes: usize,
-    /// Payloads per round trip.
+    /// Payloads per round trip (also of the numeric array figures, whose values
+    /// are `payload_bytes` of `f64`s).
     pub payload_tasks: usize,
+    /// The `map_with` figures' small context (its weights' bytes); they run
+    /// `noop_tasks` tasks.
+    pub context_small_bytes: usize,
+    /// Their big context.
+    pub context_big_bytes: usize,
+    /// The smaller `Shared<[f64]>` (attached, for comparison with the big one; the
+    /// size CPython scans).
+    pub shared_small_bytes: usize,
+    /// The big `Shared<[f64]>`: attached, scanned, copied.
+    pub shared_big_bytes: usize,
+    /// What the RSS figure's task reads of the big share (from its start).
+    pub shared_touch_bytes: usize,
 }
 
 impl Sizes {
@@ -144,6 +158,11 @@ impl Sizes {
                 imap_tasks: 1_000,
                 payload_bytes: 1 << 20,
                 payload_tasks: 8,
+                context_small_bytes: 1 << 10,
+                context_big_bytes: 1 << 20,
+                shared_small_bytes: 1 << 20,
+                shared_big_bytes: 8 << 20,
+                shared_touch_bytes: 1 << 20,
             };
         }
         let r = factorial::NOTEBOOK_RANGE;
@@ -154,6 +173,11 @@ impl Sizes {
             imap_tasks: if quick { 5_000 } else { 50_000 },
             payload_bytes: if quick { 8 << 20 } else { 64 << 20 },
             payload_tasks: 8,
+            context_small_bytes: 1 << 10,
+            context_big_bytes: if quick { 8 << 20 } else { 64 << 20 },
+            shared_small_bytes: if quick { 8 << 20 } else { 64 << 20 },
+            shared_big_bytes: if quick { 64 << 20 } else { 1 << 30 },
+            shared_touch_bytes: 1 << 20,
         }
     }
 }
@@ -355,7 +379,7 @@ pub fn run(args: &BenchArgs) -> CliResult {
     } else {
         None
     };
-    let mut total = factorial::steps(&workers) + overhead::STEPS;
+    let mut total = factorial::steps(&workers) + overhead::STEPS + sharing::STEPS;
     if skip_python.is_none() {
         total += python::steps(&workers);
     }
@@ -366,6 +390,7 @@ pub fn run(args: &BenchArgs) -> CliResult {
     let [lo, hi] = sizes.factorial_range;
     factorial::run(&mut runner, &workers, lo..hi);
     overhead::run(&mut runner, &sizes);
+    sharing::run(&mut runner, &sizes);
     let python_run = match skip_python {
         Some(reason) => python::PythonRun::skipped(reason),
         None => {
@@ -383,7 +408,7 @@ pub fn run(args: &BenchArgs) -> CliResult {
 
     let f = report::Figures(&figures);
     let cpython = python_run.status == "ran";
-    let goals = report::goals(&f, cpython);
+    let goals = report::goals(&f, &sizes, cpython);
     let py = match (python_run.status, &python_run.version) {
         ("ran", Some(v)) => format!(
             "CPython {v} ({} start)",
@@ -426,6 +451,21 @@ pub fn run(args: &BenchArgs) -> CliResult {
         );
     } else {
         println!("GB/s count bytes sent plus received.");
+    }
+    println!();
+    println!("shared contexts and arrays, numeric arrays (issue 16), 2 workers");
+    print!("{}", report::sharing_table(&f, &sizes, &goals, cpython));
+    println!(
+        "scan: each worker sums half the share where it lies (reads only); memcpy reads \
+         each byte and writes it once; both count each byte once."
+    );
+    if cpython {
+        println!(
+            "CPython: map_with is Pool.map(functools.partial(f, context)); the scan sums \
+             {} of multiprocessing.shared_memory, the smaller share (sum over a memoryview, \
+             one Python float at a time: ~0.2 GB/s a core); Array is array('d').",
+            report::size(sizes.shared_small_bytes)
+        );
     }
     println!();
     println!("goals, on this run's medians");
