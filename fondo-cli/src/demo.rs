@@ -7,7 +7,7 @@
 //! exit non-zero.
 
 mod processes;
-mod shared;
+pub(crate) mod shared;
 pub(crate) mod tasks;
 mod threads;
 

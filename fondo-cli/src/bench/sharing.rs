@@ -34,6 +34,8 @@
 use super::overhead::{noop1, payload, warm_up};
 use super::stats::{BoxError, Unit, sample, timed};
 use super::{Runner, Sizes};
+// The demo's numbers, `i % 1000`, whose sum is known exactly in any order.
+use crate::demo::shared::{numbers, numbers_sum};
 use fondo::{Array, Pool, Processes, Shared};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
@@ -73,18 +75,6 @@ fn map_with_rate(pool: &Pool<Processes>, ctx: &Shared<Weights>, n: usize) -> Res
         return Err("map_with returned the wrong number of results".into());
     }
     Ok(n as f64 / t)
-}
-
-/// `bytes` of `f64`s: `i % 1000`, whose sum is known exactly in any order (every
-/// partial sum is an integer below 2⁵³).
-pub fn numbers(bytes: usize) -> Vec<f64> {
-    (0..bytes / 8).map(|i| (i % 1000) as f64).collect()
-}
-
-/// The sum of the first `n` of [`numbers`].
-pub fn numbers_sum(n: usize) -> f64 {
-    let (cycles, rest) = (n / 1000, n % 1000);
-    (cycles * 499_500 + rest * rest.saturating_sub(1) / 2) as f64
 }
 
 /// A sum the compiler vectorises (eight independent accumulators), so that reading
@@ -234,9 +224,9 @@ fn rss_growth(data: &Shared<[f64]>, bytes: usize) -> Result<(f64, f64), BoxError
     Ok((rss, shmem))
 }
 
-/// A `Shared<[f64]>` of `bytes` of [`numbers`], or why not.
+/// A `Shared<[f64]>` of `bytes` of the demo's numbers, or why not.
 fn share(bytes: usize) -> Result<Shared<[f64]>, String> {
-    let values = numbers(bytes);
+    let values = numbers(bytes / 8);
     Shared::from_slice(&values).map_err(|e| format!("a {} MiB share: {e}", bytes >> 20))
 }
 
@@ -397,7 +387,7 @@ mod tests {
     #[test]
     fn the_numbers_sum_is_exact() {
         for n in [0, 1, 7, 999, 1000, 1001, 123_457] {
-            let xs = numbers(n * 8);
+            let xs = numbers(n);
             assert_eq!(sum(&xs), numbers_sum(n), "{n}");
             assert_eq!(xs.iter().sum::<f64>(), numbers_sum(n), "{n}");
         }
