@@ -13,11 +13,12 @@
 //!   bytes a task's arguments take, `postcard` of `(context, 0u64)`, for both.
 //! - **Shared array**. `Shared::<[f64]>::from_slice` of `shared_big_bytes` (1 GiB;
 //!   and `shared_small_bytes`, 64 MiB, to show attaching does not depend on size):
-//!   - *first apply*: on a fresh pool of 2 whose workers have both run tasks, one
-//!     `apply` of a task that reads only `data.len()`, against the same with a
-//!     `u64` argument instead of the share; the difference is what attaching costs
-//!     (the memfd over the socket, an `mmap`). Each sample is the median of 5 fresh
-//!     pools.
+//!   - *first apply*: on a fresh pool of 2 whose workers have both run tasks with
+//!     a share of one number (so that the code receiving a share has run once in
+//!     each), one `apply` of a task that reads only `data.len()`, against the same
+//!     with a `u64` argument instead of the share; the difference is what attaching
+//!     a share costs (the memfd over the socket, an `mmap`). Each sample is the
+//!     median of 5 fresh pools.
 //!   - *scan*: both workers sum the big share, half each, reading it in place; GB/s
 //!     of bytes read, once each worker has read it whole (its pages mapped). Beside
 //!     it one thread copies the same share into a vector it has already written
@@ -123,11 +124,18 @@ fn identity_vec_f64(v: Vec<f64>) -> Vec<f64> {
     v
 }
 
-/// A fresh pool of 2 whose workers have both run tasks.
-fn warm_pool() -> Result<Pool<Processes>, BoxError> {
+/// The warm-up task: takes a share, reads nothing of it.
+fn with_share(_data: Shared<[f64]>, _x: u32) {}
+
+/// A fresh pool of 2 whose workers have both run tasks, with a share of one number:
+/// the code that receives a share has run in each worker before the share measured
+/// arrives (a process's first share also pays for its first run of that code). The
+/// warm-up share is returned, to be kept while the pool is measured.
+fn warm_pool() -> Result<(Pool<Processes>, Shared<[f64]>), BoxError> {
     let pool = Pool::processes(2)?;
-    pool.map(noop1, 0..1000)?;
-    Ok(pool)
+    let tiny = Shared::from_slice(&[0.0f64])?;
+    pool.starmap(with_share, (0..1000).map(|x| (tiny.clone(), x)))?;
+    Ok((pool, tiny))
 }
 
 /// Microseconds of the first `apply` with `share` (or, without, with a `u64`) on a
@@ -135,7 +143,7 @@ fn warm_pool() -> Result<Pool<Processes>, BoxError> {
 fn first_apply(share: Option<&Shared<[f64]>>) -> Result<f64, BoxError> {
     let mut times = Vec::with_capacity(5);
     for _ in 0..5 {
-        let pool = warm_pool()?;
+        let (pool, _warm) = warm_pool()?;
         let (t, got) = match share {
             Some(s) => timed(|| pool.apply(share_len, (s.clone(),))),
             None => timed(|| pool.apply(echo, (7,))),
@@ -195,7 +203,7 @@ pub fn memory_kib(pid: u32) -> Result<(f64, f64), BoxError> {
 /// The largest growth of a worker's `VmRSS` and of its `RssShmem`, in MiB, over a
 /// task that reads the first `bytes` of `data`, on a fresh warm pool.
 fn rss_growth(data: &Shared<[f64]>, bytes: usize) -> Result<(f64, f64), BoxError> {
-    let pool = warm_pool()?;
+    let (pool, _warm) = warm_pool()?;
     let pids = pool.pids();
     let before = pids
         .iter()
