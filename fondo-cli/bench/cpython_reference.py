@@ -38,6 +38,8 @@ up to 3.13) and records it, because that choice dominates pool start-up cost.
 """
 
 import argparse
+import array
+import functools
 import json
 import math
 import multiprocessing
@@ -80,8 +82,40 @@ def identity(x):
     return x
 
 
+def with_context(_ctx, _x):
+    # The map_with figures' task: fondo's `map_with(&ctx, f, items)` is
+    # `Pool.map(functools.partial(f, ctx), items)` here.
+    return None
+
+
+# Shared-memory blocks this worker has attached, by name: attached once per
+# worker, as fondo's Shared values are.
+_ATTACHED = {}
+
+
+def _attach(name):
+    from multiprocessing import shared_memory
+
+    shm = _ATTACHED.get(name)
+    if shm is None:
+        try:  # 3.13+: the block is the parent's to track and unlink
+            shm = shared_memory.SharedMemory(name=name, track=False)
+        except TypeError:
+            shm = shared_memory.SharedMemory(name=name)
+        _ATTACHED[name] = shm
+    return shm
+
+
+def scan_half(name, lo, hi):
+    # Sums doubles lo..hi of a shared block where they lie: no numpy, so the sum
+    # runs over a memoryview, one Python float at a time.
+    with _attach(name).buf.cast("d") as view, view[lo:hi] as part:
+        return sum(part)
+
+
 FACTORIAL_RANGE = range(1000, 2000)
-MIB = 1024 * 1024
+KIB = 1024
+MIB = 1024 * KIB
 # How long the payload figure warms up (fondo-cli/src/bench/overhead.rs: PAYLOAD_WARM_UP).
 PAYLOAD_WARM_UP_S = 2.0
 
@@ -181,6 +215,59 @@ def payload_roundtrip(pool, size, tasks):
     if len(out[0]) != tasks or any(len(r) != size for r in out[0]):
         raise RuntimeError("payload came back with the wrong size")
     # Decimal GB, counting the bytes sent and the bytes received.
+    return 2 * size * tasks / elapsed / 1e9
+
+
+def map_with_context(pool, ctx, n):
+    return n / time_it(lambda: pool.map(functools.partial(with_context, ctx), range(n)))
+
+
+def numbers(n):
+    # The same doubles as fondo's shared array: i % 1000, whose sum is exact.
+    block = array.array("d", map(float, range(1000)))
+    return block * (n // 1000) + array.array("d", map(float, range(n % 1000)))
+
+
+def numbers_sum(n):
+    cycles, rest = divmod(n, 1000)
+    return float(cycles * 499500 + rest * max(rest - 1, 0) // 2)
+
+
+def shared_scan(pool, name, n):
+    mid = n // 2
+    out = []
+    elapsed = time_it(
+        lambda: out.append(pool.starmap(scan_half, [(name, 0, mid), (name, mid, n)]))
+    )
+    if sum(out[0]) != numbers_sum(n):
+        raise RuntimeError("the shared scan summed {}".format(sum(out[0])))
+    return 8 * n / elapsed / 1e9
+
+
+def with_shared_block(size, fn):
+    """Runs fn(name, n) with a shared block of `size` bytes of numbers(n), made
+    (and so registered with the resource tracker) before any pool is forked."""
+    from multiprocessing import shared_memory
+
+    n = size // 8
+    shm = shared_memory.SharedMemory(create=True, size=8 * n)
+    try:
+        with shm.buf.cast("d") as view:
+            view[:] = memoryview(numbers(n))
+        return fn(shm.name, n)
+    finally:
+        shm.close()
+        shm.unlink()
+
+
+def array_roundtrip(pool, size, tasks):
+    payload = array.array("d", bytes(size))
+    out = []
+    elapsed = time_it(
+        lambda: out.append(pool.map(identity, [payload] * tasks, chunksize=1))
+    )
+    if len(out[0]) != tasks or any(8 * len(r) != size for r in out[0]):
+        raise RuntimeError("an array came back with the wrong size")
     return 2 * size * tasks / elapsed / 1e9
 
 
@@ -352,6 +439,9 @@ def plan(args):
     imap_n = 5_000 if quick else 50_000
     payload_size = (8 if quick else 64) * MIB
     roundtrip_batch = 500 if quick else 2_000
+    # fondo-cli/src/bench/mod.rs, Sizes: context_big_bytes, shared_small_bytes.
+    context_big = (8 if quick else 64) * MIB
+    shared_small = (8 if quick else 64) * MIB
 
     yield "factorial_single", "s", None, lambda: sample(factorial_single, repeat)
     yield "factorial_threads", "s", 2, lambda: sample(factorial_threads, repeat)
@@ -381,6 +471,31 @@ def plan(args):
         return [payload_roundtrip(p, payload_size, 8) for _ in range(repeat)]
 
     yield "payload_roundtrip", "GB_per_s", 2, lambda: with_pool(2, payload)
+
+    # Issue 16: a context with each task (functools.partial pickles it with every
+    # chunk), a shared block summed in workers, arrays of doubles.
+    for which, ctx_size in (("small", KIB), ("big", context_big)):
+        ctx = array.array("d", bytes(ctx_size))
+        yield "map_with_{}_context".format(which), "tasks_per_s", 2, (
+            lambda ctx=ctx: with_pool(
+                2, lambda p: sample(lambda: map_with_context(p, ctx, noop_n), repeat)
+            )
+        )
+    yield "shared_scan", "GB_per_s", 2, lambda: with_shared_block(
+        shared_small,
+        lambda name, n: with_pool(
+            2, lambda p: sample(lambda: shared_scan(p, name, n), repeat)
+        ),
+    )
+
+    def arrays(p):
+        deadline = time.perf_counter() + PAYLOAD_WARM_UP_S
+        array_roundtrip(p, payload_size, 8)
+        while time.perf_counter() < deadline:
+            array_roundtrip(p, payload_size, 8)
+        return [array_roundtrip(p, payload_size, 8) for _ in range(repeat)]
+
+    yield "array_roundtrip", "GB_per_s", 2, lambda: with_pool(2, arrays)
     yield "pool_create_first_close", "s", 2, lambda: sample(
         pool_create_first_close, repeat
     )

@@ -1,11 +1,13 @@
 //! `fondo demo`: the notebook `02d-paralelismo`, cell by cell, in Rust.
 //!
-//! Seven sections, in the notebook's order: each prints a heading, the cells it
+//! Eight sections, in the notebook's order (the last answers its «no es posible que
+//! compartan memoria»): each prints a heading, the cells it
 //! stands for, a table of what ran and how long it took, and a check of every
 //! result against the single-thread answer. Any failed check makes the command
 //! exit non-zero.
 
 mod processes;
+pub(crate) mod shared;
 pub(crate) mod tasks;
 mod threads;
 
@@ -109,6 +111,14 @@ const SECTIONS: &[Section] = &[
         es: "Los dos inconvenientes de apply_async, resueltos",
         cells: "In [9] [28] [7]",
         run: processes::pitfalls,
+    },
+    Section {
+        name: "shared",
+        en: "Processes that share memory: one read-only array (fondo::Shared)",
+        es: "Procesos que comparten memoria: un array de solo lectura (fondo::Shared)",
+        // The notebook's words, not a cell: «no es posible que compartan memoria».
+        cells: "—",
+        run: shared::shared,
     },
 ];
 
@@ -417,7 +427,8 @@ mod tests {
         // "p" is ambiguous (pids, processes, pool, pitfalls).
         assert!(find("p").is_err());
         assert!(find("0").is_err());
-        assert!(find("8").is_err());
+        assert!(find("9").is_err());
+        assert_eq!(find("8").unwrap().1.name, "shared");
         assert!(find("nope").unwrap_err().contains("threads, factorial"));
         let es = super::find("nope", Lang::Es).unwrap_err();
         assert!(es.starts_with("sección desconocida 'nope'"), "{es}");

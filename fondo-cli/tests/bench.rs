@@ -27,6 +27,25 @@ const EXPECTED: &[(&str, &str, Option<u64>)] = &[
     ("alloc_copy", "rust", Some(1)),
     ("pool_create_first_close", "fondo_processes", Some(2)),
     ("pool_create_first_close", "fondo_threads", Some(2)),
+    ("map_with_small_context", "fondo_processes", Some(2)),
+    ("map_with_big_context", "fondo_processes", Some(2)),
+    ("map_with_first_small_context", "fondo_processes", Some(2)),
+    ("map_with_first_big_context", "fondo_processes", Some(2)),
+    ("shared_first_apply_none", "fondo_processes", Some(2)),
+    ("shared_first_apply_small", "fondo_processes", Some(2)),
+    ("shared_first_apply_big", "fondo_processes", Some(2)),
+    ("shared_scan", "fondo_processes", Some(2)),
+    ("shared_memcpy", "rust", Some(1)),
+    ("shared_rss_growth", "fondo_processes", Some(2)),
+    ("shared_rss_shmem_growth", "fondo_processes", Some(2)),
+    ("array_roundtrip", "fondo_processes", Some(2)),
+    ("payload_roundtrip_vec_f64", "fondo_processes", Some(2)),
+];
+
+/// (name, system) of the figures that have no worker count.
+const WITHOUT_WORKERS: &[(&str, &str)] = &[
+    ("context_bytes_per_task_small", "fondo"),
+    ("context_bytes_per_task_big", "fondo"),
 ];
 
 /// The goals of a run without CPython (`factorial_processes_vs_cpython` needs it).
@@ -40,6 +59,14 @@ const GOALS: &[&str] = &[
     "imap_noop_chunk1",
     "payload_roundtrip",
     "pool_create_first_close",
+    "map_with_context_size",
+    "context_bytes_per_task",
+    "shared_attach",
+    "shared_attach_size",
+    "shared_scan_vs_memcpy",
+    "shared_rss_growth",
+    "array_vs_bytes",
+    "array_vs_vec_f64",
 ];
 
 fn positive(v: &Value, what: &str) -> f64 {
@@ -109,6 +136,12 @@ fn quick_bench_writes_every_figure() {
         "noop_tasks",
         "imap_tasks",
         "payload_bytes",
+        "payload_tasks",
+        "context_small_bytes",
+        "context_big_bytes",
+        "shared_small_bytes",
+        "shared_big_bytes",
+        "shared_touch_bytes",
     ] {
         positive(&json["sizes"][key], key);
     }
@@ -126,7 +159,7 @@ fn quick_bench_writes_every_figure() {
         assert!(r["system"].is_string(), "{r}");
         let unit = r["unit"].as_str().expect("unit");
         assert!(
-            ["s", "ms", "us", "tasks_per_s", "GB_per_s"].contains(&unit),
+            ["s", "ms", "us", "tasks_per_s", "GB_per_s", "bytes", "MiB"].contains(&unit),
             "{name}: unit {unit}"
         );
         let higher = r["higher_is_better"].as_bool().expect("higher_is_better");
@@ -157,6 +190,29 @@ fn quick_bench_writes_every_figure() {
                 "missing {name} / {system} / {w} workers"
             );
         }
+    }
+    for &(name, system) in WITHOUT_WORKERS {
+        assert!(
+            results
+                .iter()
+                .any(|r| r["name"] == name && r["system"] == system && r["workers"].is_null()),
+            "missing {name} / {system}"
+        );
+    }
+    // A task with a context carries the context's id, whatever the context's size.
+    let median = |name: &str| {
+        results
+            .iter()
+            .find(|r| r["name"] == name)
+            .and_then(|r| r["median"].as_f64())
+            .unwrap_or_else(|| panic!("no {name}"))
+    };
+    assert_eq!(
+        median("context_bytes_per_task_small"),
+        median("context_bytes_per_task_big")
+    );
+    for heading in ["shared contexts and arrays", "Array ÷ Vec<f64>"] {
+        assert!(stdout.contains(heading), "no {heading:?} in:\n{stdout}");
     }
 
     let goals = json["goals"].as_array().expect("goals");

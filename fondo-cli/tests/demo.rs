@@ -41,6 +41,11 @@ const SECTIONS: &[(&str, &str, &str)] = &[
         "The notebook's two apply_async pitfalls, fixed",
         "Los dos inconvenientes de apply_async, resueltos",
     ),
+    (
+        "shared",
+        "Processes that share memory: one read-only array (fondo::Shared)",
+        "Procesos que comparten memoria",
+    ),
 ];
 
 /// Words of the English run's sentences, headers and labels: none may appear in the
@@ -86,6 +91,12 @@ const ENGLISH: &[&str] = &[
     "section",
     "summary",
     "task",
+    "share",
+    "memory",
+    "worker",
+    "copy",
+    "way",
+    "again",
 ];
 
 /// The same the other way: words of the Spanish run that the English run must not print.
@@ -121,6 +132,12 @@ const SPANISH: &[&str] = &[
     "sección",
     "resumen",
     "tarea",
+    "compartida",
+    "trabajador",
+    "copia",
+    "forma",
+    "otra",
+    "vez",
 ];
 
 /// The prose words of the demo's output, lower-cased: whitespace-separated words
@@ -234,6 +251,8 @@ fn quick_demo_runs_every_section_and_every_check_passes() {
         "Pool::processes(2×cpu_count()).map(factorial)",
         "starmap",
         "Err(Terminated)",
+        "no es posible que compartan memoria",
+        "Shared::from_slice",
         "Summary",
         "all ok",
     ] {

@@ -18,13 +18,24 @@
 //!   sends element by element), next to memcpy bandwidth and the speed of filling a
 //!   fresh allocation (`alloc_copy`), which bound it; pool(2) create + first task +
 //!   close. The same on `Pool::threads(2)` where it applies, for contrast.
+//! - **sharing** (issue 16; `sharing.rs` says how each is measured), on a process
+//!   pool of 2: `map_with(noop)` with a 1 KiB and a 64 MiB context (steady rate, the
+//!   first map with a new context, and the bytes a task's arguments take); a
+//!   `Shared<[f64]>` of 64 MiB and of 1 GiB attached by a fresh pool's first
+//!   `apply`, against the same without a share; the 1 GiB share summed in place by
+//!   both workers, against one thread's memcpy of it; a worker's RSS growth after
+//!   reading 1 MiB of it; 64 MiB × 8 `f64`s round trip as `fondo::Array<f64>` and
+//!   as `Vec<f64>`. CPython's `functools.partial` context, a sum over a
+//!   `multiprocessing.shared_memory` block (64 MiB: pure Python is slow) and
+//!   `array('d')` round trip beside them.
 //!
 //! Each figure runs once untimed (warm-up; the payload figures, fondo's and
 //! CPython's, for 2 s as criterion does), then `--repeat` times (default 5,
 //! `--quick` 2); medians and minima are reported, and ratios use medians. Pools are
 //! created outside the timed region except for the create-and-close figure.
-//! `--quick` also shrinks the inputs (100k noop tasks, 5k imap tasks, 8 MiB payloads;
-//! in a debug build, all inputs including the factorial range).
+//! `--quick` also shrinks the inputs (100k noop tasks, 5k imap tasks, 8 MiB payloads
+//! and big context, shares of 8 and 64 MiB; in a debug build, all inputs including
+//! the factorial range).
 //! CPython runs when `python3` is on the PATH unless `--no-python`; when it does not
 //! run, nothing about CPython is printed or written — no column, no figure, no goal
 //! against it, none of its figures in a goal's reference — beyond the line saying
@@ -42,7 +53,10 @@
 //!   "quick": false, "repeat": 5, "workers": [1, 2, 4],
 //!   "sizes": {"factorial_range": [1000, 2000], "roundtrip_batch": 2000,
 //!             "noop_tasks": 1000000, "imap_tasks": 50000,
-//!             "payload_bytes": 67108864, "payload_tasks": 8},
+//!             "payload_bytes": 67108864, "payload_tasks": 8,
+//!             "context_small_bytes": 1024, "context_big_bytes": 67108864,
+//!             "shared_small_bytes": 67108864, "shared_big_bytes": 1073741824,
+//!             "shared_touch_bytes": 1048576},
 //!   "elapsed_s": 95.2,
 //!   "python": {"status": "ran" | "skipped" | "failed", "reason": "…",
 //!              "version": "3.11.7", "start_method": "fork", "errors": ["…"]},
@@ -65,7 +79,7 @@
 //!
 //! `unit` is one of `s`, `ms`, `us` (per operation; lower is better), `tasks_per_s`,
 //! `GB_per_s` (decimal GB; payload figures count bytes sent plus bytes received;
-//! higher is better). `best` is `min` for times and `max` for rates. `workers` is
+//! higher is better), `bytes` and `MiB` (lower is better). `best` is `min` for times and `max` for rates. `workers` is
 //! `null` only where a figure has no worker count. Optional keys are left out when
 //! empty; the load averages (1, 5, 15 min, from `/proc/loadavg`) tell whether
 //! something else ran on the machine meanwhile. Goals are judged on medians; `value`
@@ -86,6 +100,15 @@
 //! | `payload_roundtrip_bytes` (GB_per_s) | `fondo_processes` (2) |
 //! | `memcpy`, `alloc_copy` (GB_per_s) | `rust` (1) |
 //! | `pool_create_first_close` (ms) | `fondo_processes`, `fondo_threads`, `cpython` (2) |
+//! | `map_with_small_context`, `map_with_big_context` (tasks_per_s) | `fondo_processes`, `cpython` (2) |
+//! | `map_with_first_small_context`, `map_with_first_big_context` (ms) | `fondo_processes` (2) |
+//! | `context_bytes_per_task_small`, `context_bytes_per_task_big` (bytes) | `fondo` (`null`) |
+//! | `shared_first_apply_none`, `shared_first_apply_small`, `shared_first_apply_big` (us) | `fondo_processes` (2) |
+//! | `shared_scan` (GB_per_s, bytes read) | `fondo_processes` (`shared_big_bytes`), `cpython` (`shared_small_bytes`) (2) |
+//! | `shared_memcpy` (GB_per_s, bytes copied) | `rust` (1) |
+//! | `shared_rss_growth`, `shared_rss_shmem_growth` (MiB) | `fondo_processes` (2) |
+//! | `array_roundtrip` (GB_per_s) | `fondo_processes`, `cpython` (2) |
+//! | `payload_roundtrip_vec_f64` (GB_per_s) | `fondo_processes` (2) |
 //!
 //! The `cpython*` entries are present only when `python.status` is `ran`.
 //!
@@ -104,6 +127,7 @@ mod overhead;
 mod plot;
 mod python;
 mod report;
+mod sharing;
 mod stats;
 
 use crate::{BenchArgs, CliResult};
@@ -127,8 +151,21 @@ pub struct Sizes {
     pub imap_tasks: usize,
     /// Bytes of one payload.
     pub payload_bytes: usize,
-    /// Payloads per round trip.
+    /// Payloads per round trip (also of the numeric array figures, whose values
+    /// are `payload_bytes` of `f64`s).
     pub payload_tasks: usize,
+    /// The `map_with` figures' small context (its weights' bytes); they run
+    /// `noop_tasks` tasks.
+    pub context_small_bytes: usize,
+    /// Their big context.
+    pub context_big_bytes: usize,
+    /// The smaller `Shared<[f64]>` (attached, for comparison with the big one; the
+    /// size CPython scans).
+    pub shared_small_bytes: usize,
+    /// The big `Shared<[f64]>`: attached, scanned, copied.
+    pub shared_big_bytes: usize,
+    /// What the RSS figure's task reads of the big share (from its start).
+    pub shared_touch_bytes: usize,
 }
 
 impl Sizes {
@@ -144,6 +181,11 @@ impl Sizes {
                 imap_tasks: 1_000,
                 payload_bytes: 1 << 20,
                 payload_tasks: 8,
+                context_small_bytes: 1 << 10,
+                context_big_bytes: 1 << 20,
+                shared_small_bytes: 1 << 20,
+                shared_big_bytes: 8 << 20,
+                shared_touch_bytes: 1 << 20,
             };
         }
         let r = factorial::NOTEBOOK_RANGE;
@@ -154,6 +196,11 @@ impl Sizes {
             imap_tasks: if quick { 5_000 } else { 50_000 },
             payload_bytes: if quick { 8 << 20 } else { 64 << 20 },
             payload_tasks: 8,
+            context_small_bytes: 1 << 10,
+            context_big_bytes: if quick { 8 << 20 } else { 64 << 20 },
+            shared_small_bytes: if quick { 8 << 20 } else { 64 << 20 },
+            shared_big_bytes: if quick { 64 << 20 } else { 1 << 30 },
+            shared_touch_bytes: 1 << 20,
         }
     }
 }
@@ -355,7 +402,7 @@ pub fn run(args: &BenchArgs) -> CliResult {
     } else {
         None
     };
-    let mut total = factorial::steps(&workers) + overhead::STEPS;
+    let mut total = factorial::steps(&workers) + overhead::STEPS + sharing::STEPS;
     if skip_python.is_none() {
         total += python::steps(&workers);
     }
@@ -366,6 +413,7 @@ pub fn run(args: &BenchArgs) -> CliResult {
     let [lo, hi] = sizes.factorial_range;
     factorial::run(&mut runner, &workers, lo..hi);
     overhead::run(&mut runner, &sizes);
+    sharing::run(&mut runner, &sizes);
     let python_run = match skip_python {
         Some(reason) => python::PythonRun::skipped(reason),
         None => {
@@ -383,7 +431,7 @@ pub fn run(args: &BenchArgs) -> CliResult {
 
     let f = report::Figures(&figures);
     let cpython = python_run.status == "ran";
-    let goals = report::goals(&f, cpython);
+    let goals = report::goals(&f, &sizes, cpython);
     let py = match (python_run.status, &python_run.version) {
         ("ran", Some(v)) => format!(
             "CPython {v} ({} start)",
@@ -426,6 +474,21 @@ pub fn run(args: &BenchArgs) -> CliResult {
         );
     } else {
         println!("GB/s count bytes sent plus received.");
+    }
+    println!();
+    println!("shared contexts and arrays, numeric arrays (issue 16), 2 workers");
+    print!("{}", report::sharing_table(&f, &sizes, &goals, cpython));
+    println!(
+        "scan: each worker sums half the share where it lies (reads only); memcpy reads \
+         each byte and writes it once; both count each byte once."
+    );
+    if cpython {
+        println!(
+            "CPython: map_with is Pool.map(functools.partial(f, context)); the scan sums \
+             {} of multiprocessing.shared_memory, the smaller share (sum over a memoryview, \
+             one Python float at a time: ~0.2 GB/s a core); Array is array('d').",
+            report::size(sizes.shared_small_bytes)
+        );
     }
     println!();
     println!("goals, on this run's medians");

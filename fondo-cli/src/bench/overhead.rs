@@ -91,7 +91,7 @@ where
 
 /// One payload round trip of `tasks` × `size` bytes through `f`; decimal GB/s
 /// counting the bytes sent and the bytes received (as the CPython script does).
-fn payload<T, F>(
+pub(super) fn payload<T, F>(
     pool: &Pool<fondo::Processes>,
     f: F,
     make: impl Fn(usize) -> T,
@@ -120,7 +120,9 @@ const PAYLOAD_WARM_UP: Duration = Duration::from_secs(2);
 /// criterion warms up for 3 s: a pool moving big values takes a few batches to reach
 /// its steady state (every worker has touched every arena slot, and the memory the
 /// caller frees between batches is there to reuse); the samples then measure that.
-fn warm_up(mut round_trip: impl FnMut() -> Result<f64, BoxError>) -> Result<(), BoxError> {
+pub(super) fn warm_up(
+    mut round_trip: impl FnMut() -> Result<f64, BoxError>,
+) -> Result<(), BoxError> {
     let start = Instant::now();
     loop {
         round_trip()?;

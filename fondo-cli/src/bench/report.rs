@@ -65,12 +65,14 @@ fn unit_id(u: Unit) -> &'static str {
         Unit::Micros => "us",
         Unit::TasksPerSec => "tasks_per_s",
         Unit::GbPerSec => "GB_per_s",
+        Unit::Bytes => "bytes",
+        Unit::MiB => "MiB",
     }
 }
 
 /// Judges every goal on this run; with `cpython` false (CPython did not run), the
 /// goal against CPython is left out, and so are CPython's figures in the references.
-pub fn goals(f: &Figures, cpython: bool) -> Vec<Goal> {
+pub fn goals(f: &Figures, sizes: &Sizes, cpython: bool) -> Vec<Goal> {
     let ratio = |a: Option<f64>, b: Option<f64>| Some(a? / b?);
     let single = f.factorial("rust_single", 1);
     // The reference: CPython's part (when it ran), then the rest.
@@ -211,6 +213,7 @@ pub fn goals(f: &Figures, cpython: bool) -> Vec<Goal> {
             ("CPython 44 ms", ""),
         ),
     ];
+    goals.extend(sharing_goals(f, sizes, cpython));
     if !cpython {
         goals.retain(|g| g.id != "factorial_processes_vs_cpython");
     }
@@ -468,18 +471,9 @@ pub fn goals_table(goals: &[Goal]) -> Table {
     .indent("")
     .solid_rule();
     for g in goals {
-        let value = g.value.map_or_else(
-            || "not measured".to_string(),
-            |v| match g.unit {
-                // Three decimals: 1.898× must not print as the goal's 1.90×.
-                "x" => format!("{v:.3}×"),
-                "us" => Unit::Micros.format(v),
-                "ms" => Unit::Millis.format(v),
-                "tasks_per_s" => Unit::TasksPerSec.format(v),
-                "GB_per_s" => Unit::GbPerSec.format(v),
-                _ => format!("{v}"),
-            },
-        );
+        let value = g
+            .value
+            .map_or_else(|| "not measured".to_string(), |v| goal_value(g.unit, v));
         let reference = match g.limit_this_run {
             Some(l) if g.unit == "GB_per_s" => {
                 format!("{}; limit {}", g.design_reference, Unit::GbPerSec.format(l))
@@ -496,4 +490,425 @@ pub fn goals_table(goals: &[Goal]) -> Table {
         ]);
     }
     t
+}
+
+/// `1 KiB`, `64 MiB`, `1 GiB`: a power-of-two size, for labels.
+pub fn size(bytes: usize) -> String {
+    match bytes {
+        b if b >= 1 << 30 && b % (1 << 30) == 0 => format!("{} GiB", b >> 30),
+        b if b >= 1 << 20 && b % (1 << 20) == 0 => format!("{} MiB", b >> 20),
+        b if b >= 1 << 10 && b % (1 << 10) == 0 => format!("{} KiB", b >> 10),
+        b => format!("{b} B"),
+    }
+}
+
+/// A goal judged on `value`.
+#[allow(clippy::too_many_arguments)]
+fn goal(
+    id: &'static str,
+    figure: String,
+    target: f64,
+    at_least: bool,
+    value: Option<f64>,
+    unit: &'static str,
+    wording: &str,
+    reference: String,
+) -> Goal {
+    Goal {
+        id,
+        figure,
+        goal: wording.into(),
+        target,
+        at_least,
+        value,
+        unit,
+        met: value.map(|v| if at_least { v >= target } else { v <= target }),
+        design_reference: reference,
+        limit_this_run: None,
+    }
+}
+
+/// Issue 16's goals: a context costs a task the same whatever its size; a shared
+/// array is attached in constant time, read at memory speed, and costs a worker only
+/// the pages it reads; numeric arrays move as fast as byte strings. Their "set
+/// against" is this run's own figures (CPython's only when `cpython`).
+fn sharing_goals(f: &Figures, sizes: &Sizes, cpython: bool) -> Vec<Goal> {
+    let ratio = |a: Option<f64>, b: Option<f64>| Some(a? / b?);
+    let proc = |name: &str| f.median(name, "fondo_processes", Some(2));
+    let py = |name: &str| {
+        if cpython {
+            f.median(name, "cpython", Some(2))
+        } else {
+            None
+        }
+    };
+    let fmt = |v: Option<f64>, u: Unit| v.map_or_else(|| "?".to_string(), |v| u.format(v));
+    let join = |parts: Vec<String>| {
+        parts
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    let (small_ctx, big_ctx) = (
+        size(sizes.context_small_bytes),
+        size(sizes.context_big_bytes),
+    );
+    let (small_sh, big_sh) = (size(sizes.shared_small_bytes), size(sizes.shared_big_bytes));
+    let bytes = |which| f.median(&format!("context_bytes_per_task_{which}"), "fondo", None);
+    let memcpy = f.median("shared_memcpy", "rust", Some(1));
+    let first_none = proc("shared_first_apply_none");
+    vec![
+        goal(
+            "map_with_context_size",
+            format!("map_with: {big_ctx} ÷ {small_ctx} context rate"),
+            0.9,
+            true,
+            ratio(proc("map_with_big_context"), proc("map_with_small_context")),
+            "x",
+            "≥ 0.9× (≈ 1)",
+            join(vec![
+                format!(
+                    "a task carries the id alone ({} either way)",
+                    fmt(bytes("small"), Unit::Bytes)
+                ),
+                ratio(py("map_with_big_context"), py("map_with_small_context"))
+                    .map_or_else(String::new, |r| format!("CPython partial: {}", times(r))),
+            ]),
+        ),
+        goal(
+            "context_bytes_per_task",
+            format!("bytes per map_with task, {big_ctx} context"),
+            16.0,
+            false,
+            bytes("big"),
+            "bytes",
+            "≤ 16 B",
+            format!("{small_ctx} context: {}", fmt(bytes("small"), Unit::Bytes)),
+        ),
+        goal(
+            "shared_attach",
+            format!("first apply: {big_sh} share ÷ none"),
+            2.0,
+            false,
+            ratio(proc("shared_first_apply_big"), first_none),
+            "x",
+            "≤ 2×",
+            // Attaching (the memfd over the socket, an mmap) must cost less than the
+            // first round trip to a fresh worker itself.
+            format!(
+                "no share: {}; attach ≈ {} (the difference)",
+                fmt(first_none, Unit::Micros),
+                fmt(
+                    proc("shared_first_apply_big")
+                        .zip(first_none)
+                        .map(|(a, b)| a - b),
+                    Unit::Micros
+                )
+            ),
+        ),
+        goal(
+            "shared_attach_size",
+            format!("first apply: {big_sh} ÷ {small_sh} share"),
+            1.5,
+            false,
+            ratio(
+                proc("shared_first_apply_big"),
+                proc("shared_first_apply_small"),
+            ),
+            "x",
+            "≤ 1.5× (≈ 1)",
+            format!(
+                "{}× the bytes: mmap, no copy",
+                sizes.shared_big_bytes / sizes.shared_small_bytes.max(1)
+            ),
+        ),
+        goal(
+            "shared_scan_vs_memcpy",
+            format!("{big_sh} scan by 2 ÷ memcpy by 1"),
+            0.8,
+            true,
+            ratio(proc("shared_scan"), memcpy),
+            "x",
+            "≥ 0.8×",
+            join(vec![
+                format!("memcpy {} (reads + writes)", fmt(memcpy, Unit::GbPerSec)),
+                py("shared_scan").map_or_else(String::new, |v| {
+                    format!("CPython {} ({small_sh})", Unit::GbPerSec.format(v))
+                }),
+            ]),
+        ),
+        goal(
+            "shared_rss_growth",
+            format!("worker RSS growth, {} read", size(sizes.shared_touch_bytes)),
+            2.0 * sizes.shared_touch_bytes as f64 / f64::from(1 << 20),
+            false,
+            proc("shared_rss_growth"),
+            "MiB",
+            &format!("≤ {}", size(2 * sizes.shared_touch_bytes)),
+            format!(
+                "of a {big_sh} share; RssShmem {}",
+                fmt(proc("shared_rss_shmem_growth"), Unit::MiB)
+            ),
+        ),
+        goal(
+            "array_vs_bytes",
+            "Array<f64> ÷ byte-string payload".into(),
+            0.8,
+            true,
+            ratio(proc("array_roundtrip"), proc("payload_roundtrip_bytes")),
+            "x",
+            "≥ 0.8×",
+            join(vec![
+                format!(
+                    "byte string {}",
+                    fmt(proc("payload_roundtrip_bytes"), Unit::GbPerSec)
+                ),
+                py("array_roundtrip").map_or_else(String::new, |v| {
+                    format!("CPython array('d') {}", Unit::GbPerSec.format(v))
+                }),
+            ]),
+        ),
+        goal(
+            "array_vs_vec_f64",
+            "Array<f64> ÷ Vec<f64> payload".into(),
+            1.0,
+            true,
+            ratio(proc("array_roundtrip"), proc("payload_roundtrip_vec_f64")),
+            "x",
+            "≥ 1×",
+            format!(
+                "Vec<f64> {} (a serde sequence)",
+                fmt(proc("payload_roundtrip_vec_f64"), Unit::GbPerSec)
+            ),
+        ),
+    ]
+}
+
+/// One line of the sharing table.
+enum Line<'a> {
+    /// A figure: label, name, system, workers, the goal it is judged by.
+    Figure(String, &'a str, &'a str, Option<usize>, Option<&'a str>),
+    /// A ratio (or other value) a goal judges: label, goal id.
+    Goal(String, &'a str),
+    /// A value worked out from the figures, judged by no goal.
+    Derived(String, Option<f64>, Unit),
+}
+
+/// Issue 16's figures (`sharing.rs`), with the ratios its goals judge, and
+/// CPython's beside them when `with_cpython`.
+pub fn sharing_table(f: &Figures, sizes: &Sizes, goals: &[Goal], with_cpython: bool) -> Table {
+    let headers = if with_cpython {
+        vec![
+            "<figure",
+            ">median",
+            ">best",
+            ">CPython",
+            ">vs CPython",
+            ">goal",
+            "<",
+        ]
+    } else {
+        vec!["<figure", ">median", ">best", ">goal", "<"]
+    };
+    let mut t = Table::new(headers).indent("").solid_rule();
+    let goal = |id: &str| goals.iter().find(|g| g.id == id);
+    let p = "fondo_processes";
+    let (small_ctx, big_ctx) = (
+        size(sizes.context_small_bytes),
+        size(sizes.context_big_bytes),
+    );
+    let (small_sh, big_sh) = (size(sizes.shared_small_bytes), size(sizes.shared_big_bytes));
+    let n = count(sizes.noop_tasks);
+    let payload = format!("{} × {}", size(sizes.payload_bytes), sizes.payload_tasks);
+    let two = Some(2);
+    let groups: Vec<Vec<Line>> = vec![
+        vec![
+            Line::Figure(
+                format!("map_with(noop, {n}), {small_ctx} context"),
+                "map_with_small_context",
+                p,
+                two,
+                None,
+            ),
+            Line::Figure(
+                format!("map_with(noop, {n}), {big_ctx} context"),
+                "map_with_big_context",
+                p,
+                two,
+                None,
+            ),
+            Line::Goal(
+                format!("  {big_ctx} ÷ {small_ctx} context"),
+                "map_with_context_size",
+            ),
+            Line::Goal(
+                format!("  bytes per task ({big_ctx} context)"),
+                "context_bytes_per_task",
+            ),
+            Line::Figure(
+                format!("  first map_with with a new {small_ctx} context"),
+                "map_with_first_small_context",
+                p,
+                two,
+                None,
+            ),
+            Line::Figure(
+                format!("  first map_with with a new {big_ctx} context"),
+                "map_with_first_big_context",
+                p,
+                two,
+                None,
+            ),
+            Line::Figure(
+                "  map(noop), no context (above)".into(),
+                "map_noop",
+                p,
+                two,
+                None,
+            ),
+        ],
+        vec![
+            Line::Figure(
+                "first apply on a fresh pool, no share".into(),
+                "shared_first_apply_none",
+                p,
+                two,
+                None,
+            ),
+            Line::Figure(
+                format!("  the same with a share of {small_sh}"),
+                "shared_first_apply_small",
+                p,
+                two,
+                None,
+            ),
+            Line::Figure(
+                format!("  the same with a share of {big_sh}"),
+                "shared_first_apply_big",
+                p,
+                two,
+                None,
+            ),
+            Line::Derived(
+                format!("  attaching: {big_sh} share − none"),
+                f.median("shared_first_apply_big", p, two)
+                    .zip(f.median("shared_first_apply_none", p, two))
+                    .map(|(a, b)| a - b),
+                Unit::Micros,
+            ),
+            Line::Goal(format!("  {big_sh} share ÷ none"), "shared_attach"),
+            Line::Goal(
+                format!("  {big_sh} ÷ {small_sh} share"),
+                "shared_attach_size",
+            ),
+        ],
+        vec![
+            Line::Figure(
+                format!("{big_sh} share summed in place by 2 workers"),
+                "shared_scan",
+                p,
+                two,
+                None,
+            ),
+            Line::Figure(
+                format!("  memcpy of the same {big_sh}, one thread"),
+                "shared_memcpy",
+                "rust",
+                Some(1),
+                None,
+            ),
+            Line::Goal("  scan ÷ memcpy".into(), "shared_scan_vs_memcpy"),
+            Line::Figure(
+                format!(
+                    "  worker RSS growth after reading {}",
+                    size(sizes.shared_touch_bytes)
+                ),
+                "shared_rss_growth",
+                p,
+                two,
+                Some("shared_rss_growth"),
+            ),
+            Line::Figure(
+                "  of which shared memory (RssShmem)".into(),
+                "shared_rss_shmem_growth",
+                p,
+                two,
+                None,
+            ),
+        ],
+        vec![
+            Line::Figure(
+                format!("{payload} f64 round trip as Array<f64>"),
+                "array_roundtrip",
+                p,
+                two,
+                None,
+            ),
+            Line::Figure(
+                "  the same as Vec<f64> (a serde sequence)".into(),
+                "payload_roundtrip_vec_f64",
+                p,
+                two,
+                None,
+            ),
+            Line::Goal("  Array ÷ Vec<f64>".into(), "array_vs_vec_f64"),
+            Line::Goal(
+                "  Array ÷ byte-string payload (above)".into(),
+                "array_vs_bytes",
+            ),
+        ],
+    ];
+    for group in groups {
+        let mut first = true;
+        for line in group {
+            let cells = match line {
+                Line::Figure(label, name, system, workers, goal_id) => {
+                    let Some(x) = f.get(name, system, workers) else {
+                        continue;
+                    };
+                    let cpython = f.get(name, "cpython", Some(2));
+                    let g = goal_id.and_then(goal);
+                    let mut cells = vec![label, x.unit.format(x.median), x.unit.format(x.best)];
+                    if with_cpython {
+                        cells.push(cpython.map_or_else(String::new, |c| c.unit.format(c.median)));
+                        cells.push(better(x, cpython));
+                    }
+                    cells.push(g.map_or_else(String::new, |g| g.goal.clone()));
+                    cells.push(g.map_or_else(String::new, |g| mark(g.met)));
+                    cells
+                }
+                Line::Derived(label, value, unit) => {
+                    let Some(v) = value else { continue };
+                    vec![label, unit.format(v)]
+                }
+                Line::Goal(label, id) => {
+                    let Some(g) = goal(id) else { continue };
+                    let Some(v) = g.value else { continue };
+                    let mut cells = vec![label, goal_value(g.unit, v), String::new()];
+                    if with_cpython {
+                        cells.extend([String::new(), String::new()]);
+                    }
+                    cells.push(g.goal.clone());
+                    cells.push(mark(g.met));
+                    cells
+                }
+            };
+            if first && !t.is_empty() {
+                t.gap();
+            }
+            first = false;
+            t.row(cells);
+        }
+    }
+    t
+}
+
+/// A goal's value in its unit, for people.
+fn goal_value(unit: &str, v: f64) -> String {
+    match unit {
+        // Three decimals: 1.898× must not print as the goal's 1.90×.
+        "x" => format!("{v:.3}×"),
+        u => Unit::parse(u).map_or_else(|| format!("{v}"), |u| u.format(v)),
+    }
 }

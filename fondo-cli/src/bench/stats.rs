@@ -21,6 +21,12 @@ pub enum Unit {
     /// Decimal gigabytes per second (higher is better).
     #[serde(rename = "GB_per_s")]
     GbPerSec,
+    /// Bytes (lower is better): what a task's arguments take encoded.
+    #[serde(rename = "bytes")]
+    Bytes,
+    /// Mebibytes (lower is better): memory a process gained.
+    #[serde(rename = "MiB")]
+    MiB,
 }
 
 impl Unit {
@@ -32,6 +38,8 @@ impl Unit {
             "us" => Unit::Micros,
             "tasks_per_s" => Unit::TasksPerSec,
             "GB_per_s" => Unit::GbPerSec,
+            "bytes" => Unit::Bytes,
+            "MiB" => Unit::MiB,
             _ => return None,
         })
     }
@@ -51,6 +59,8 @@ impl Unit {
             Unit::TasksPerSec if v >= 1e6 => format!("{:.2} M/s", v / 1e6),
             Unit::TasksPerSec => format!("{:.1} k/s", v / 1e3),
             Unit::GbPerSec => format!("{v:.2} GB/s"),
+            Unit::Bytes => format!("{v:.0} B"),
+            Unit::MiB => format!("{v:.2} MiB"),
         }
     }
 }
@@ -145,5 +155,8 @@ mod tests {
         assert_eq!(Unit::TasksPerSec.format(47_000.0), "47.0 k/s");
         assert_eq!(Unit::Micros.format(4.25), "4.25 µs");
         assert_eq!(Unit::parse("GB_per_s"), Some(Unit::GbPerSec));
+        assert_eq!(Unit::Bytes.format(9.0), "9 B");
+        assert_eq!(Unit::MiB.format(1.0625), "1.06 MiB");
+        assert_eq!(Unit::parse("MiB"), Some(Unit::MiB));
     }
 }
