@@ -137,6 +137,7 @@ mod error;
 mod help;
 mod imap;
 mod join;
+pub mod journal;
 mod monitor;
 #[cfg(feature = "mpi")]
 pub mod mpi;
@@ -158,6 +159,7 @@ pub use config::Builder;
 pub use cpu::{CpuInfo, cpu_count, cpu_info};
 pub use error::{Error, ExitCause, Payload, Result, SerdeStep};
 pub use imap::Imap;
+pub use journal::Journal;
 pub use pool::Pool;
 pub use process::{Child, Processes, spawn};
 pub use result::AsyncResult;
