@@ -698,12 +698,15 @@ where
         if refused.is_none() && pending.peek().is_some() && in_flight <= chunks.window() / 2 {
             chunks.adapt(pending.len());
             let mut batches = Vec::new();
-            while in_flight < chunks.window() {
+            let window = chunks.window();
+            while in_flight < window {
                 let Some((start, first)) = pending.next() else {
                     break;
                 };
+                // Never past the window: it bounds what a kill can cost.
+                let size = chunks.size.min(window - in_flight);
                 let mut items = vec![first];
-                while items.len() < chunks.size
+                while items.len() < size
                     && let Some((p, _)) = pending.peek()
                     && *p == start + items.len()
                 {
