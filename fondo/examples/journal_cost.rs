@@ -1,0 +1,101 @@
+//! What a [`fondo::Journal`] costs: `map` of a 10 µs task and of a no-op on
+//! `Pool::processes(2)`, with and without a journal, in one run (best of several
+//! rounds, alternating, so both see the same machine), and the bytes each result takes
+//! on disk. Also what a rerun costs when every result is on record already.
+//!
+//! ```text
+//! cargo run --release -p fondo --example journal_cost [-- ROUNDS [DIR]]
+//! ```
+//!
+//! DIR (default: the system's temporary directory) holds the journals: the figures
+//! depend on its file system, since results are written as they arrive and flushed to
+//! disk every 200 ms. On a shared machine the ratios move from run to run.
+
+use std::time::{Duration, Instant};
+
+use fondo::{Journal, Pool};
+
+fn ten_micros(x: u64) -> u64 {
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_micros(10) {
+        std::hint::spin_loop();
+    }
+    x.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+fn noop(x: u64) -> u64 {
+    x
+}
+
+struct Figures {
+    plain: Duration,
+    journaled: Duration,
+    resumed: Duration,
+    bytes_per_result: f64,
+}
+
+fn measure(
+    pool: &Pool<fondo::Processes>,
+    dir: &std::path::Path,
+    rounds: usize,
+    n: u64,
+    f: fn(u64) -> u64,
+) -> fondo::Result<Figures> {
+    let path = dir.join(format!("journal-cost-{}.journal", std::process::id()));
+    let mut best = Figures {
+        plain: Duration::MAX,
+        journaled: Duration::MAX,
+        resumed: Duration::MAX,
+        bytes_per_result: 0.0,
+    };
+    // Warm up: workers started, pages touched.
+    pool.map(f, 0..n)?;
+    for _ in 0..rounds {
+        let t = Instant::now();
+        let plain = pool.map(f, 0..n)?;
+        best.plain = best.plain.min(t.elapsed());
+
+        let _ = std::fs::remove_file(&path);
+        let t = Instant::now();
+        let journaled = Journal::open(&path)?.map(pool, f, 0..n)?;
+        best.journaled = best.journaled.min(t.elapsed());
+        assert_eq!(plain, journaled);
+
+        let t = Instant::now();
+        let resumed = Journal::open(&path)?.map(pool, f, 0..n)?;
+        best.resumed = best.resumed.min(t.elapsed());
+        assert_eq!(plain, resumed);
+
+        let size = std::fs::metadata(&path)?.len();
+        best.bytes_per_result = size as f64 / n as f64;
+    }
+    let _ = std::fs::remove_file(&path);
+    Ok(best)
+}
+
+fn main() -> fondo::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let rounds: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(7);
+    let dir = args.next().map_or_else(std::env::temp_dir, Into::into);
+    let pool = Pool::processes(2)?;
+    println!(
+        "journal_cost: Pool::processes(2), journals in {}, best of {rounds} rounds",
+        dir.display()
+    );
+    for (name, n, f) in [
+        ("10 µs task", 40_000u64, ten_micros as fn(u64) -> u64),
+        ("no-op", 1_000_000, noop),
+    ] {
+        let m = measure(&pool, &dir, rounds, n, f)?;
+        println!(
+            "journal_cost: map({name}) x {n}: plain {:.4} s, journaled {:.4} s: ratio {:.3}; \
+             rerun with all {n} on record {:.4} s; {:.1} bytes per result on disk",
+            m.plain.as_secs_f64(),
+            m.journaled.as_secs_f64(),
+            m.journaled.as_secs_f64() / m.plain.as_secs_f64(),
+            m.resumed.as_secs_f64(),
+            m.bytes_per_result,
+        );
+    }
+    Ok(())
+}
