@@ -34,13 +34,17 @@ struct Figures {
     bytes_per_result: f64,
 }
 
-fn measure(
+fn measure<F>(
     pool: &Pool<fondo::Processes>,
     dir: &std::path::Path,
     rounds: usize,
     n: u64,
-    f: fn(u64) -> u64,
-) -> fondo::Result<Figures> {
+    f: F,
+) -> fondo::Result<Figures>
+where
+    F: Fn(u64) -> u64 + fondo::Task<(u64,), Output = u64> + Copy,
+    fondo::Processes: fondo::Runs<F, (u64,)>,
+{
     let path = dir.join(format!("journal-cost-{}.journal", std::process::id()));
     let mut best = Figures {
         plain: Duration::MAX,
@@ -73,6 +77,18 @@ fn measure(
     Ok(best)
 }
 
+fn report(name: &str, n: u64, m: Figures) {
+    println!(
+        "journal_cost: map({name}) x {n}: plain {:.4} s, journaled {:.4} s: ratio {:.3}; \
+         rerun with all {n} on record {:.4} s; {:.1} bytes per result on disk",
+        m.plain.as_secs_f64(),
+        m.journaled.as_secs_f64(),
+        m.journaled.as_secs_f64() / m.plain.as_secs_f64(),
+        m.resumed.as_secs_f64(),
+        m.bytes_per_result,
+    );
+}
+
 fn main() -> fondo::Result<()> {
     let mut args = std::env::args().skip(1);
     let rounds: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(7);
@@ -82,20 +98,15 @@ fn main() -> fondo::Result<()> {
         "journal_cost: Pool::processes(2), journals in {}, best of {rounds} rounds",
         dir.display()
     );
-    for (name, n, f) in [
-        ("10 µs task", 40_000u64, ten_micros as fn(u64) -> u64),
-        ("no-op", 1_000_000, noop),
-    ] {
-        let m = measure(&pool, &dir, rounds, n, f)?;
-        println!(
-            "journal_cost: map({name}) x {n}: plain {:.4} s, journaled {:.4} s: ratio {:.3}; \
-             rerun with all {n} on record {:.4} s; {:.1} bytes per result on disk",
-            m.plain.as_secs_f64(),
-            m.journaled.as_secs_f64(),
-            m.journaled.as_secs_f64() / m.plain.as_secs_f64(),
-            m.resumed.as_secs_f64(),
-            m.bytes_per_result,
-        );
-    }
+    report(
+        "10 µs task",
+        40_000,
+        measure(&pool, &dir, rounds, 40_000, ten_micros)?,
+    );
+    report(
+        "no-op",
+        1_000_000,
+        measure(&pool, &dir, rounds, 1_000_000, noop)?,
+    );
     Ok(())
 }

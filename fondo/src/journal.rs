@@ -48,7 +48,9 @@
 //!   reading stops at the first record that is incomplete or does not check, and the
 //!   file is cut there (its tasks run again).
 //! - **One run at a time.** The open journal holds an exclusive lock on its file
-//!   (`flock`); a second program opening it gets an error.
+//!   (`flock`); a second program opening it gets an error. On a file system that cannot
+//!   lock (Lustre mounted without `-o flock`) it goes on with a warning; records are
+//!   appended (`O_APPEND`) either way.
 //!
 //! # Several maps
 //!
@@ -100,7 +102,7 @@ use crate::task::Task;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -263,20 +265,29 @@ impl Journal {
         let shown = path.display().to_string();
         let io =
             |what: &str, e: std::io::Error| Error::Journal(format!("journal {shown}: {what}: {e}"));
+        // Append mode: every write lands at the end, whatever else writes the file.
         let mut file = OpenOptions::new()
             .read(true)
-            .write(true)
+            .append(true)
             .create(true)
-            .truncate(false)
             .open(&path)
             .map_err(|e| io("cannot open it", e))?;
+        use rustix::io::Errno;
         match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => {}
-            Err(e) if e == rustix::io::Errno::WOULDBLOCK => {
+            Err(e) if e == Errno::WOULDBLOCK => {
                 return Err(Error::Journal(format!(
                     "journal {shown} is in use by another running program (it holds the \
                      file's lock): two runs cannot share a journal"
                 )));
+            }
+            // Some cluster file systems have no `flock` (Lustre mounted without
+            // `-o flock`): go on, and say that two runs are not kept apart there.
+            Err(e) if e == Errno::NOSYS || e == Errno::OPNOTSUPP || e == Errno::NOLCK => {
+                eprintln!(
+                    "fondo: journal {shown}: this file system cannot lock files ({e}); make sure \
+                     only one run uses the journal at a time"
+                );
             }
             Err(e) => return Err(io("cannot lock it", e.into())),
         }
@@ -306,8 +317,7 @@ impl Journal {
                 journal.discarded = data.len() as u64;
                 let f = &mut journal.file;
                 f.set_len(0).map_err(|e| io("cannot start it", e))?;
-                f.seek(SeekFrom::Start(0))
-                    .and_then(|_| f.write_all(&bytes))
+                f.write_all(&bytes)
                     .and_then(|()| f.sync_data())
                     .map_err(|e| io("cannot write its header", e))?;
                 sync_directory(&journal.path).map_err(|e| io("cannot flush its directory", e))?;
@@ -337,10 +347,6 @@ impl Journal {
                         .map_err(|e| io("cannot cut off its torn end", e))?;
                     data.truncate(parsed.valid);
                 }
-                journal
-                    .file
-                    .seek(SeekFrom::Start(parsed.valid as u64))
-                    .map_err(|e| io("cannot seek to its end", e))?;
                 journal.maps = parsed.maps;
                 journal.data = data;
             }
