@@ -614,6 +614,9 @@ impl Journal {
                 .name("fondo-journal".into())
                 .spawn_scoped(scope, || flusher.run(file, every))
                 .ok();
+            // Stops the flusher however `feed` ends (the scope waits for it, even
+            // while unwinding).
+            let stop = StopOnDrop(&flusher);
             let fed = feed(
                 pool,
                 f,
@@ -624,7 +627,7 @@ impl Journal {
                 background.is_none(),
                 every,
             );
-            flusher.stop();
+            drop(stop);
             if let Some(thread) = background
                 && thread.join().is_err()
             {
@@ -819,6 +822,15 @@ impl Flusher {
         let mut state = self.state.lock();
         state.stop = true;
         self.state.publish(state);
+    }
+}
+
+/// Tells the flusher to stop when dropped.
+struct StopOnDrop<'a>(&'a Flusher);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.stop();
     }
 }
 
