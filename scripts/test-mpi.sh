@@ -7,6 +7,9 @@
 #   - MPI_EXAMPLES under `mpirun -np $MPI_NP`: exit 0, print "mpi: ok ..." lines, no "mpi: FAIL";
 #   - mpi_abort: a task aborts its rank; the job must end non-zero within MPI_ABORT_LIMIT s
 #     (MPI ends the whole job when a rank dies) and never reach "UNEXPECTED";
+#   - mpi_journal: a journaled map whose worker rank is killed with `kill -9` mid-way (MPI then
+#     ends the job); the same command run again resumes from the journal, runs only the
+#     tasks not journaled and ends with the expected results;
 #   - Pool::mpi() without mpirun and with -np 1: a clear Err(Mpi), exit 2, no hang;
 #   - mpi_bench at -np 2 and -np 3: per-task overhead figures (printed, not judged);
 #   - two nodes on one machine (section 7, scripts/two-nodes.sh): network namespaces joined
@@ -80,6 +83,7 @@ LOG=""
 RC=0
 SECS=0
 copies=""
+jdir=""
 tn_dir=""
 skipped=""
 
@@ -87,6 +91,7 @@ skipped=""
 cleanup() {
     [ -z "$LOG" ] || rm -f "$LOG"
     [ -z "$copies" ] || rm -rf "$copies"
+    [ -z "$jdir" ] || rm -rf "$jdir"
     if [ -n "$tn_dir" ]; then
         scripts/two-nodes.sh down || true
         rm -rf "$tn_dir"
@@ -172,6 +177,62 @@ single_node() {
     else
         verdict "mpi_abort timeout (np=$MPI_NP)" yes "job ended with exit $RC after the timeout"
     fi
+
+    # 2c. A journaled map survives the job's end: once the journal holds some results,
+    #     rank 1 is killed with SIGKILL, which ends the MPI job; the same command run again
+    #     resumes (rank 0 reads and writes the journal) and ends with the expected results,
+    #     running only the tasks that were not journaled.
+    jdir="$(mktemp -d /tmp/test-mpi-journal.XXXXXX)"
+    local jn=4000 jpid jwaited=0 jsize
+    LOG="$(mktemp /tmp/test-mpi.XXXXXX)"
+    SECS=0
+    # shellcheck disable=SC2086
+    mpirun $MPIRUN_FLAGS -np "$MPI_NP" "$EXAMPLE_DIR/mpi_journal" "$jdir/run.journal" "$jn" "$jdir" \
+        >"$LOG" 2>&1 </dev/null &
+    jpid=$!
+    # Up to 60 s for rank 1's PID and a quarter of the results (~25 bytes each) on record.
+    while [ "$jwaited" -lt 600 ] && kill -0 "$jpid" 2>/dev/null; do
+        jsize=$(stat -c %s "$jdir/run.journal" 2>/dev/null || echo 0)
+        if [ -s "$jdir/rank-1" ] && [ "$jsize" -gt $((jn * 25 / 4)) ]; then break; fi
+        sleep 0.1
+        jwaited=$((jwaited + 1))
+    done
+    local jkilled=no
+    if [ -s "$jdir/rank-1" ] && kill -9 "$(cat "$jdir/rank-1")" 2>/dev/null; then jkilled=yes; fi
+    # The job must end within MPI_ABORT_LIMIT s of the kill.
+    jwaited=0
+    while kill -0 "$jpid" 2>/dev/null && [ "$jwaited" -lt $((MPI_ABORT_LIMIT * 10)) ]; do
+        sleep 0.1
+        jwaited=$((jwaited + 1))
+    done
+    local jrc=0 jfirst jhung=no
+    if kill -0 "$jpid" 2>/dev/null; then
+        jhung=yes
+        pkill -9 -P "$jpid" 2>/dev/null || true
+        kill -9 "$jpid" 2>/dev/null || true
+    fi
+    wait "$jpid" || jrc=$?
+    jfirst="$(cat "$LOG")"
+    rm -f "$LOG"
+    # shellcheck disable=SC2086
+    launch "$MPI_TIMEOUT" mpirun $MPIRUN_FLAGS -np "$MPI_NP" "$EXAMPLE_DIR/mpi_journal" "$jdir/run.journal" "$jn"
+    local jfrom
+    jfrom=$(sed -n 's/^mpi: ok journal: .* \([0-9][0-9]*\) came from the journal$/\1/p' "$LOG")
+    if [ "$jkilled" != yes ]; then
+        verdict "journal: rank killed, rerun resumes" no "rank 1 was never killed (first run: $(printf '%s' "$jfirst" | tail -n 3))"
+    elif [ "$jhung" = yes ]; then
+        verdict "journal: rank killed, rerun resumes" no "the job did not end within ${MPI_ABORT_LIMIT}s of the kill"
+    elif [ "$jrc" -eq 0 ] || grep -q '^mpi: ok journal' <<<"$jfirst"; then
+        verdict "journal: rank killed, rerun resumes" no "the first run finished although rank 1 was killed"
+    elif [ "$RC" -ne 0 ] || [ -z "$jfrom" ]; then
+        verdict "journal: rank killed, rerun resumes" no "the rerun: $(exit_why), no 'mpi: ok journal' line"
+    elif [ "$jfrom" -le 0 ] || [ "$jfrom" -ge "$jn" ]; then
+        verdict "journal: rank killed, rerun resumes" no "$jfrom of $jn results came from the journal"
+    else
+        verdict "journal: rank killed, rerun resumes" yes "first job ended with exit $jrc; rerun: $jfrom of $jn from the journal, $((jn - jfrom)) ran"
+    fi
+    rm -rf "$jdir"
+    jdir=""
 
     # 3. Clear errors instead of a pool: no launcher, one rank.
     launch 30 env -u OMPI_COMM_WORLD_SIZE -u PMIX_RANK -u PMI_RANK -u PMI_SIZE -u PMI_FD \

@@ -196,6 +196,11 @@ pub enum Error {
     /// An operating-system error.
     #[error("I/O error: {0}")]
     Io(Arc<io::Error>),
+    /// A [`Journal`](crate::Journal) cannot be used: written by another executable, for
+    /// another function or other inputs, locked by another run, or not readable or
+    /// writable; the message says which.
+    #[error("{0}")]
+    Journal(String),
 }
 
 /// ` (at file:line:column)`, or nothing when the location is unknown.

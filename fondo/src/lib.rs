@@ -220,6 +220,8 @@ mod handoff;
 mod help;
 mod imap;
 mod join;
+#[cfg(any(all(feature = "process", target_os = "linux"), feature = "mpi"))]
+pub mod journal;
 mod monitor;
 #[cfg(feature = "mpi")]
 pub mod mpi;
@@ -247,6 +249,8 @@ pub use error::{Error, ExitCause, Payload, Result, SerdeStep};
 #[cfg(feature = "stream")]
 pub use imap::ImapStream;
 pub use imap::{Imap, NextAsync};
+#[cfg(any(all(feature = "process", target_os = "linux"), feature = "mpi"))]
+pub use journal::Journal;
 pub use pool::Pool;
 #[cfg(all(feature = "process", target_os = "linux"))]
 pub use process::{Child, Processes, spawn};
