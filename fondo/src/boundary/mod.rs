@@ -4,7 +4,8 @@
 //! (`job`), how one value is encoded and what a user's `Serialize` or
 //! `Deserialize` may do to it (`item`, `codec`), how a big value moves into shared
 //! memory as it is encoded (`spill`), why a task failed on the far side
-//! (`failure`), and where a worker stamps the stages of its tasks (`clock`).
+//! (`failure`), where a worker stamps the stages of its tasks (`clock`), and how an executable
+//! or a value is named alike on every machine (`digest`).
 //!
 //! The process and MPI backends both build on this layer; neither reaches into the
 //! other.
@@ -12,6 +13,7 @@
 pub(crate) mod clock;
 pub(crate) mod code_range;
 pub(crate) mod codec;
+pub(crate) mod digest;
 pub(crate) mod entry;
 pub(crate) mod failure;
 pub(crate) mod item;

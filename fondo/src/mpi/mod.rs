@@ -84,7 +84,7 @@ use crate::pool::Pool;
 pub(crate) type MpiJob = EncodedJob<HeapArgs>;
 use crate::queue::JobQueue;
 use mpi::traits::Communicator;
-use proto::ExeFingerprint;
+use proto::ExeDigest;
 use rank0::Shared;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -166,7 +166,7 @@ impl Builder {
         // Hash the executable while MPI_Init runs.
         let exe = std::thread::Builder::new()
             .name("fondo-mpi-exe".into())
-            .spawn(ExeFingerprint::current)?;
+            .spawn(ExeDigest::current)?;
         let (started_tx, started_rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("fondo-mpi".into())
@@ -217,7 +217,7 @@ enum Start {
 /// wait for the other ranks forever): it aborts the job instead.
 fn mpi_thread(
     config: Config,
-    exe: JoinHandle<Result<ExeFingerprint>>,
+    exe: JoinHandle<Result<ExeDigest>>,
     started: mpsc::Sender<Start>,
 ) -> i32 {
     comm::tighten_timer_slack();

@@ -4,7 +4,7 @@
 use super::MpiJob;
 use super::comm::{Backoff, OwnedSend, tighten_timer_slack};
 use super::proto::{
-    ExeFingerprint, Hello, Setup, TAG_BYE, TAG_DONE, TAG_FORGET, TAG_HELLO, TAG_RUN, TAG_SETUP,
+    ExeDigest, Hello, Setup, TAG_BYE, TAG_DONE, TAG_FORGET, TAG_HELLO, TAG_RUN, TAG_SETUP,
     TAG_SHARE, TAG_STOP, parse_done, run_message, share_message,
 };
 use super::worker::refusal;
@@ -81,7 +81,7 @@ impl Encodes for Shared {
 /// SETUP. On a refusal every worker is told (and exits), and the error returned.
 pub(crate) fn handshake(
     world: &SimpleCommunicator,
-    own: &Result<ExeFingerprint>,
+    own: &Result<ExeDigest>,
     config: &Config,
 ) -> Result<()> {
     let workers = (world.size() - 1) as usize;

@@ -3,7 +3,7 @@
 
 use super::comm::Backoff;
 use super::proto::{
-    ExeFingerprint, Hello, PROTOCOL, Setup, TAG_BYE, TAG_DONE, TAG_FORGET, TAG_RUN, TAG_SETUP,
+    ExeDigest, Hello, PROTOCOL, Setup, TAG_BYE, TAG_DONE, TAG_FORGET, TAG_RUN, TAG_SETUP,
     TAG_SHARE, TAG_STOP, host_name, parse_run, parse_share, start_done,
 };
 use crate::boundary::clock::TaskClock;
@@ -29,7 +29,7 @@ const MAX_SLEEP: Duration = Duration::from_micros(500);
 const LONG_BATCH: Duration = Duration::from_micros(200);
 
 /// Serves rank 0 until STOP; returns the exit code for this process.
-pub(crate) fn serve(world: &SimpleCommunicator, exe: Result<ExeFingerprint>) -> i32 {
+pub(crate) fn serve(world: &SimpleCommunicator, exe: Result<ExeDigest>) -> i32 {
     let rank = world.rank();
     let root = world.process_at_rank(0);
     let hello = Hello {
@@ -220,7 +220,7 @@ impl Watchdog {
 }
 
 /// Why rank 0 refuses a worker rank, if it does.
-pub(crate) fn refusal(rank: i32, hello: &Hello, own: &Result<ExeFingerprint>) -> Option<Error> {
+pub(crate) fn refusal(rank: i32, hello: &Hello, own: &Result<ExeDigest>) -> Option<Error> {
     if hello.protocol != PROTOCOL {
         return Some(Error::Mpi(format!(
             "rank {rank} (pid {} on {}) speaks fondo MPI protocol {}, rank 0 speaks {PROTOCOL}",
