@@ -410,12 +410,7 @@ impl Handoff {
         let mut b = self.backlog.lock();
         b.closing = true;
         self.backlog.publish(b);
-        let handle = self
-            .thread
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        crate::join::join_others(handle);
+        crate::join::join_taken(&self.thread);
     }
 }
 

@@ -59,6 +59,17 @@ struct QueueState<J> {
 }
 
 impl<J> QueueState<J> {
+    /// An open queue closes now, or once the submissions in progress end.
+    fn close(&mut self) {
+        if self.phase == Phase::Open {
+            if self.submitting > 0 {
+                self.close_requested = true;
+            } else {
+                self.phase = Phase::Closed;
+            }
+        }
+    }
+
     /// Why the next part of a submission in progress is refused now, if it is.
     fn part_refusal(&self) -> Option<Error> {
         if self.cancel_rest && !self.phase.is_stopped() {
@@ -180,13 +191,7 @@ impl<J> JobQueue<J> {
     /// `shutdown(cancel_futures=True)`). Jobs put back after a worker's death still run.
     pub(crate) fn close_and_cancel(&self) -> Vec<J> {
         let mut st = self.lock();
-        if st.phase == Phase::Open {
-            if st.submitting > 0 {
-                st.close_requested = true;
-            } else {
-                st.phase = Phase::Closed;
-            }
-        }
+        st.close();
         st.cancel_rest = true;
         let dropped = st.jobs.drain(..).collect();
         self.publish(st);
@@ -281,13 +286,7 @@ impl<J> JobQueue<J> {
     /// Stops taking work; queued jobs (and submissions in progress) still run.
     pub(crate) fn close(&self) {
         let mut st = self.lock();
-        if st.phase == Phase::Open {
-            if st.submitting > 0 {
-                st.close_requested = true;
-            } else {
-                st.phase = Phase::Closed;
-            }
-        }
+        st.close();
         self.state.publish(st);
     }
 

@@ -90,7 +90,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, mpsc};
+use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 
 /// Marker and state of a pool whose workers are MPI ranks (`Pool::mpi`).
@@ -296,14 +296,9 @@ impl Workers for Mpi {
     fn join(&self) {
         // The encoder first: the dispatcher waits for the submissions it carries.
         self.shared.handoff.join();
-        let handle = self
-            .thread
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
         // Dropped from a result callback on the dispatcher itself, it is already on
-        // its way out: `join_others` skips it.
-        crate::join::join_others(handle);
+        // its way out: `join_taken` skips it.
+        crate::join::join_taken(&self.thread);
     }
     fn terminate(&self) {
         for job in self.shared.queue.terminate() {

@@ -22,7 +22,7 @@ use crate::pool::Pool;
 use parent::Shared;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 /// Marker and state of a pool whose workers are processes (`Pool::processes`).
@@ -192,13 +192,7 @@ impl Workers for Processes {
     fn join(&self) {
         // The encoder first: supervisors wait for the submissions it carries.
         self.shared.handoff.join();
-        let handles = std::mem::take(
-            &mut *self
-                .supervisors
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner),
-        );
-        crate::join::join_others(handles);
+        crate::join::join_taken(&self.supervisors);
     }
     fn helper(&self) -> Option<std::sync::Weak<dyn crate::help::Help>> {
         let shared: Arc<dyn crate::help::Help> = self.shared.clone();
