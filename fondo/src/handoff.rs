@@ -387,7 +387,7 @@ impl Handoff {
                 true
             }
             Err(e) => {
-                eprintln!(
+                crate::diag::diag!(
                     "fondo: could not start the encoder thread ({e}); encoding on the caller"
                 );
                 false
@@ -444,7 +444,7 @@ fn encode_backlog(backlog: &Monitor<Backlog>) {
         drop(b);
         // User code runs only under fondo's own catches; this one keeps the thread.
         if let Err(caught) = crate::panic::catch(|| step.run()) {
-            eprintln!(
+            crate::diag::diag!(
                 "fondo: the encoder thread caught a panic: {}",
                 caught.message
             );

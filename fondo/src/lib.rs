@@ -214,6 +214,7 @@ mod boundary;
 mod cancel;
 mod config;
 pub mod cpu;
+mod diag;
 mod error;
 #[cfg(any(all(feature = "process", target_os = "linux"), feature = "mpi"))]
 mod handoff;

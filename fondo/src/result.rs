@@ -478,7 +478,7 @@ impl<R> ResultCell<R> {
 /// Runs a user callback; a panic in it must not take down the pool thread delivering results.
 fn run_callback<R>(cb: Callback<R>, result: &Result<R>) {
     if let Err(caught) = crate::panic::catch(|| cb(result)) {
-        eprintln!("fondo: a result callback panicked: {}", caught.message);
+        crate::diag::diag!("fondo: a result callback panicked: {}", caught.message);
     }
 }
 

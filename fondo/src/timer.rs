@@ -88,7 +88,7 @@ impl Timer {
     /// ```
     pub fn scope(label: impl Into<String>) -> TimerGuard<'static> {
         let label = label.into();
-        Timer::scope_with(move |d| eprintln!("{label}: {:.4} s", d.as_secs_f64()))
+        Timer::scope_with(move |d| crate::diag::diag!("{label}: {:.4} s", d.as_secs_f64()))
     }
 
     /// A guard that calls `f` with the elapsed time when dropped, exactly once.

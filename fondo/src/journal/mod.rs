@@ -597,7 +597,7 @@ fn lock(file: &File, shown: &str) -> Result<()> {
             // Some cluster file systems have no `flock` (Lustre mounted without
             // `-o flock`): go on, and say that two runs are not kept apart there.
             Err(e) if e == Errno::NOSYS || e == Errno::OPNOTSUPP || e == Errno::NOLCK => {
-                eprintln!(
+                crate::diag::diag!(
                     "fondo: journal {shown}: this file system cannot lock files ({e}); make sure \
                      only one run uses the journal at a time"
                 );

@@ -267,7 +267,7 @@ fn mpi_thread(
             code
         }
         Err(p) => {
-            eprintln!(
+            crate::diag::diag!(
                 "fondo: the MPI thread panicked ({}); aborting the MPI job",
                 crate::panic::message(&*p)
             );

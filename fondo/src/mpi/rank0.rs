@@ -101,7 +101,7 @@ pub(crate) fn handshake(
                     .filter(|&i| hellos[i].is_none())
                     .map(|i| i + 1)
                     .collect();
-                eprintln!(
+                crate::diag::diag!(
                     "fondo: MPI rank 0: still waiting for ranks {waiting:?} to call Pool::mpi() \
                      (every rank must call it)"
                 );
@@ -233,7 +233,9 @@ pub(crate) fn dispatch(world: &SimpleCommunicator, shared: &Shared) {
             if tag == TAG_DONE {
                 inflight -= deliver(&mut ranks, src, &msg, &mut clock);
             } else {
-                eprintln!("fondo: MPI rank 0: unexpected message (tag {tag:#x}) from rank {src}");
+                crate::diag::diag!(
+                    "fondo: MPI rank 0: unexpected message (tag {tag:#x}) from rank {src}"
+                );
             }
         }
         sends.retain_mut(|s| !s.test());
@@ -298,7 +300,7 @@ fn deliver(ranks: &mut [Rank], src: i32, msg: &[u8], clock: &mut u64) -> usize {
     let (id, count, body) = match parse_done(msg) {
         Ok(d) => d,
         Err(e) => {
-            eprintln!("fondo: MPI rank 0: from rank {src}: {e}");
+            crate::diag::diag!("fondo: MPI rank 0: from rank {src}: {e}");
             return 0;
         }
     };

@@ -56,7 +56,7 @@ pub(crate) fn serve(world: &SimpleCommunicator, exe: Result<ExeDigest>) -> i32 {
         backoff.pause(std::thread::sleep);
     };
     if let Err(why) = setup.verdict {
-        eprintln!("fondo: MPI rank {rank}: rank 0 refused this rank: {why}");
+        crate::diag::diag!("fondo: MPI rank {rank}: rank 0 refused this rank: {why}");
         // Exit cleanly: rank 0 reports the refusal as `Err(ExecutableMismatch)`, and a
         // non-zero exit here would make mpirun kill rank 0 before it can.
         return 0;
@@ -67,7 +67,7 @@ pub(crate) fn serve(world: &SimpleCommunicator, exe: Result<ExeDigest>) -> i32 {
     // with that failure instead of running it uninitialised.
     let init_failed = initialize(&resolver, setup.initializer).err();
     if let Some(why) = &init_failed {
-        eprintln!("fondo: MPI rank {rank}: the initializer failed: {why}");
+        crate::diag::diag!("fondo: MPI rank {rank}: the initializer failed: {why}");
     }
     let clock = Arc::new(TaskClock::default());
     // Tasks are timestamped only when someone enforces a limit (it costs a clock read).
@@ -168,7 +168,7 @@ pub(crate) fn serve(world: &SimpleCommunicator, exe: Result<ExeDigest>) -> i32 {
 /// Ends the whole MPI job after a fondo bug or a protocol break: the other ranks
 /// cannot go on without this one.
 fn fatal(world: &SimpleCommunicator, why: &str) -> ! {
-    eprintln!(
+    crate::diag::diag!(
         "fondo: MPI rank {}: {why}; aborting the MPI job",
         world.rank()
     );
@@ -194,7 +194,7 @@ impl Watchdog {
                 while !flag.load(Ordering::Acquire) {
                     std::thread::sleep(tick);
                     if clock.running_for().is_some_and(|t| t > limit) {
-                        eprintln!(
+                        crate::diag::diag!(
                             "fondo: MPI rank {rank}: a task ran longer than its timeout of {limit:?}; \
                              an MPI rank cannot be replaced, so the job is aborted"
                         );
@@ -207,7 +207,9 @@ impl Watchdog {
         match thread {
             Ok(thread) => Watchdog { done, thread },
             Err(e) => {
-                eprintln!("fondo: MPI rank {rank}: could not start the timeout watchdog: {e}");
+                crate::diag::diag!(
+                    "fondo: MPI rank {rank}: could not start the timeout watchdog: {e}"
+                );
                 std::process::abort();
             }
         }

@@ -180,7 +180,7 @@ fn worker_loop(shared: Arc<Shared>) {
             if (shared.queue.phase() == Phase::Open || !shared.queue.is_empty())
                 && let Err(e) = start_worker(&shared)
             {
-                eprintln!("fondo: could not replace a recycled worker thread: {e}");
+                crate::diag::diag!("fondo: could not replace a recycled worker thread: {e}");
                 continue;
             }
             return;

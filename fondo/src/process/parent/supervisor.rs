@@ -151,7 +151,7 @@ impl Slot {
                 Heard::Eof => return self.bury(shared, &mut w, Why::Died),
                 Heard::Broken(e) => {
                     if !matches!(e, Error::InitializerFailed { .. }) {
-                        eprintln!("fondo: worker {}: {e}; killing it", w.pid);
+                        crate::diag::diag!("fondo: worker {}: {e}; killing it", w.pid);
                     }
                     let _ = w.child.kill();
                     return self.bury(shared, &mut w, Why::Broke(e));

@@ -50,7 +50,7 @@ unsafe fn divert_worker() {
         // message and location), as on threads, where nothing is printed either.
         Err(Error::InitializerFailed { .. }) => 70,
         Err(e) => {
-            eprintln!("fondo worker {}: {e}", std::process::id());
+            crate::diag::diag!("fondo worker {}: {e}", std::process::id());
             70
         }
     };

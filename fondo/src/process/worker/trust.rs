@@ -318,7 +318,7 @@ impl Refusal {
     /// Says why on stderr and exits with [`REFUSED`]: `main` does not run either,
     /// since the process was started to be a worker, not to be the program.
     pub(crate) fn exit(self) -> ! {
-        eprintln!(
+        crate::diag::diag!(
             "fondo: process {} refuses to serve as a worker: {self} \
              (it was started with the {} marker; see fondo's RELIABILITY.md, Security)",
             std::process::id(),
