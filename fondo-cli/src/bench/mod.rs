@@ -122,6 +122,8 @@
 //! [N − 1]`, no goals and `python.status` `skipped`.
 
 mod factorial;
+mod journal;
+mod mixed;
 mod mpi;
 mod overhead;
 mod plot;
@@ -136,6 +138,13 @@ use serde::Serialize;
 use stats::{BoxError, Figure, Unit};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};
+
+/// The long task of the head-of-line figures, in ms, in every run (CPython's too):
+/// long enough that a fast task stuck behind it could not go unnoticed, short
+/// enough to keep the bench short.
+const HOL_LONG_MS: u64 = 300;
+/// The no-op tasks submitted behind it.
+const HOL_FAST_TASKS: usize = 8;
 
 /// Input sizes.
 #[derive(Debug, Clone, Serialize)]
@@ -166,6 +175,12 @@ pub struct Sizes {
     pub shared_big_bytes: usize,
     /// What the RSS figure's task reads of the big share (from its start).
     pub shared_touch_bytes: usize,
+    /// How long the long task of the head-of-line figures sleeps, in ms.
+    pub hol_long_ms: u64,
+    /// The no-op tasks submitted right behind it.
+    pub hol_fast_tasks: usize,
+    /// Tasks of the journal's 10 µs `map` (its no-op `map` runs `noop_tasks`).
+    pub journal_tasks: usize,
 }
 
 impl Sizes {
@@ -186,6 +201,9 @@ impl Sizes {
                 shared_small_bytes: 1 << 20,
                 shared_big_bytes: 8 << 20,
                 shared_touch_bytes: 1 << 20,
+                hol_long_ms: HOL_LONG_MS,
+                hol_fast_tasks: HOL_FAST_TASKS,
+                journal_tasks: 2_000,
             };
         }
         let r = factorial::NOTEBOOK_RANGE;
@@ -201,6 +219,9 @@ impl Sizes {
             shared_small_bytes: if quick { 8 << 20 } else { 64 << 20 },
             shared_big_bytes: if quick { 64 << 20 } else { 1 << 30 },
             shared_touch_bytes: 1 << 20,
+            hol_long_ms: HOL_LONG_MS,
+            hol_fast_tasks: HOL_FAST_TASKS,
+            journal_tasks: if quick { 20_000 } else { 40_000 },
         }
     }
 }
@@ -402,7 +423,11 @@ pub fn run(args: &BenchArgs) -> CliResult {
     } else {
         None
     };
-    let mut total = factorial::steps(&workers) + overhead::STEPS + sharing::STEPS;
+    let mut total = factorial::steps(&workers)
+        + overhead::STEPS
+        + sharing::STEPS
+        + mixed::STEPS
+        + journal::STEPS;
     if skip_python.is_none() {
         total += python::steps(&workers);
     }
@@ -414,6 +439,8 @@ pub fn run(args: &BenchArgs) -> CliResult {
     factorial::run(&mut runner, &workers, lo..hi);
     overhead::run(&mut runner, &sizes);
     sharing::run(&mut runner, &sizes);
+    mixed::run(&mut runner, &sizes);
+    journal::run(&mut runner, &sizes);
     let python_run = match skip_python {
         Some(reason) => python::PythonRun::skipped(reason),
         None => {
@@ -490,6 +517,25 @@ pub fn run(args: &BenchArgs) -> CliResult {
             report::size(sizes.shared_small_bytes)
         );
     }
+    println!();
+    println!("short tasks behind a long one (head-of-line blocking), 2 workers");
+    print!("{}", report::mixed_table(&f, &sizes, &goals, cpython));
+    println!(
+        "one apply_async of a {} ms sleep, then {} of a no-op at once; a fast task's \
+         latency runs from its submission to its get() returning. Median and largest \
+         of each run's {1}; medians over runs.",
+        sizes.hol_long_ms, sizes.hol_fast_tasks
+    );
+    if cpython {
+        println!("CPython: the same with Pool(2).apply_async.");
+    }
+    println!();
+    println!("the journal's cost (fondo::Journal), processes(2)");
+    print!("{}", report::journal_table(&f, &sizes, &goals));
+    println!(
+        "milliseconds per map; without, with and rerun alternate in each sample. The journal \
+         is opened, written as results arrive and flushed to disk within the time."
+    );
     println!();
     println!("goals, on this run's medians");
     print!("{}", report::goals_table(&goals));
