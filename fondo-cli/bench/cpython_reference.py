@@ -82,6 +82,11 @@ def identity(x):
     return x
 
 
+def sleep_for(seconds):
+    # The long task of the head-of-line figures.
+    time.sleep(seconds)
+
+
 def with_context(_ctx, _x):
     # The map_with figures' task: fondo's `map_with(&ctx, f, items)` is
     # `Pool.map(functools.partial(f, ctx), items)` here.
@@ -116,6 +121,9 @@ def scan_half(name, lo, hi):
 FACTORIAL_RANGE = range(1000, 2000)
 KIB = 1024
 MIB = 1024 * KIB
+# The head-of-line figures (fondo-cli/src/bench/mod.rs: HOL_LONG_MS, HOL_FAST_TASKS).
+HOL_LONG_S = 0.3
+HOL_FAST_TASKS = 8
 # How long the payload figure warms up (fondo-cli/src/bench/overhead.rs: PAYLOAD_WARM_UP).
 PAYLOAD_WARM_UP_S = 2.0
 
@@ -269,6 +277,27 @@ def array_roundtrip(pool, size, tasks):
     if len(out[0]) != tasks or any(8 * len(r) != size for r in out[0]):
         raise RuntimeError("an array came back with the wrong size")
     return 2 * size * tasks / elapsed / 1e9
+
+
+def fast_behind(pool, long_s, fast):
+    # fondo-cli/src/bench/mixed.rs: one apply_async of a long sleep (none when
+    # long_s is None), then `fast` no-ops at once; each one's latency runs from its
+    # submission to its get() returning (read in submission order). Returns the
+    # median and the largest, in µs; waits for the long task, so the next run
+    # starts on two idle workers.
+    long = None if long_s is None else pool.apply_async(sleep_for, (long_s,))
+    submitted = []
+    for _ in range(fast):
+        t0 = time.perf_counter()
+        submitted.append((t0, pool.apply_async(noop)))
+    micros = []
+    for t0, r in submitted:
+        r.get()
+        micros.append((time.perf_counter() - t0) * 1e6)
+    if long is not None:
+        long.get()
+    micros.sort()
+    return micros[len(micros) // 2], micros[-1]
 
 
 def pool_create_first_close():
@@ -499,6 +528,25 @@ def plan(args):
     yield "pool_create_first_close", "s", 2, lambda: sample(
         pool_create_first_close, repeat
     )
+
+    # Head-of-line, behind a long task and with both workers idle: one measurement,
+    # two figures (each run's median and largest latency); the second reads what
+    # the first kept.
+    for name, long_s in (("hol_fast_latency", HOL_LONG_S), ("hol_idle_latency", None)):
+        maxima = []
+
+        def medians(p, long_s=long_s, maxima=maxima):
+            runs = sample(lambda: fast_behind(p, long_s, HOL_FAST_TASKS), repeat)
+            maxima[:] = [m for _, m in runs]
+            return [m for m, _ in runs]
+
+        def largest(name=name, maxima=maxima):
+            if len(maxima) != repeat:
+                raise RuntimeError("not measured: see {}_median".format(name))
+            return list(maxima)
+
+        yield name + "_median", "us", 2, lambda medians=medians: with_pool(2, medians)
+        yield name + "_max", "us", 2, largest
 
 
 def parse_workers(text):

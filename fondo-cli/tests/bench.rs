@@ -40,6 +40,24 @@ const EXPECTED: &[(&str, &str, Option<u64>)] = &[
     ("shared_rss_shmem_growth", "fondo_processes", Some(2)),
     ("array_roundtrip", "fondo_processes", Some(2)),
     ("payload_roundtrip_vec_f64", "fondo_processes", Some(2)),
+    ("hol_fast_latency_median", "fondo_processes", Some(2)),
+    ("hol_fast_latency_max", "fondo_processes", Some(2)),
+    ("hol_idle_latency_median", "fondo_processes", Some(2)),
+    ("hol_idle_latency_max", "fondo_processes", Some(2)),
+    ("hol_fast_latency_median", "fondo_threads", Some(2)),
+    ("hol_fast_latency_max", "fondo_threads", Some(2)),
+    ("hol_idle_latency_median", "fondo_threads", Some(2)),
+    ("hol_idle_latency_max", "fondo_threads", Some(2)),
+    ("journal_off_10us", "fondo_processes", Some(2)),
+    ("journal_on_10us", "fondo_processes", Some(2)),
+    ("journal_rerun_10us", "fondo_processes", Some(2)),
+    ("journal_bytes_per_result_10us", "fondo_processes", Some(2)),
+    ("journal_off_noop", "fondo_processes", Some(2)),
+    ("journal_on_noop", "fondo_processes", Some(2)),
+    ("journal_rerun_noop", "fondo_processes", Some(2)),
+    ("journal_bytes_per_result_noop", "fondo_processes", Some(2)),
+    ("journal_off_10us_chunk200", "fondo_processes", Some(2)),
+    ("journal_on_10us_chunk200", "fondo_processes", Some(2)),
 ];
 
 /// (name, system) of the figures that have no worker count.
@@ -67,6 +85,9 @@ const GOALS: &[&str] = &[
     "shared_rss_growth",
     "array_vs_bytes",
     "array_vs_vec_f64",
+    "hol_fast_latency",
+    "journal_overhead_10us",
+    "journal_bytes_per_result",
 ];
 
 fn positive(v: &Value, what: &str) -> f64 {
@@ -142,6 +163,9 @@ fn quick_bench_writes_every_figure() {
         "shared_small_bytes",
         "shared_big_bytes",
         "shared_touch_bytes",
+        "hol_long_ms",
+        "hol_fast_tasks",
+        "journal_tasks",
     ] {
         positive(&json["sizes"][key], key);
     }
@@ -211,8 +235,48 @@ fn quick_bench_writes_every_figure() {
         median("context_bytes_per_task_small"),
         median("context_bytes_per_task_big")
     );
-    for heading in ["shared contexts and arrays", "Array ÷ Vec<f64>"] {
+    for heading in [
+        "shared contexts and arrays",
+        "Array ÷ Vec<f64>",
+        "short tasks behind a long one",
+        "largest ÷ the",
+        "the journal's cost",
+        "journal ÷ none",
+        "bytes per result on disk",
+    ] {
         assert!(stdout.contains(heading), "no {heading:?} in:\n{stdout}");
+    }
+    // Each run's largest fast latency is at least its median; a journal's results
+    // take more than their 8-byte input hash each, and the same count in every run.
+    let samples = |name: &str, system: &str| -> Vec<f64> {
+        results
+            .iter()
+            .find(|r| r["name"] == name && r["system"] == system)
+            .and_then(|r| r["samples"].as_array())
+            .unwrap_or_else(|| panic!("no {name} / {system}"))
+            .iter()
+            .map(|s| s.as_f64().expect("a number"))
+            .collect()
+    };
+    for system in ["fondo_processes", "fondo_threads"] {
+        for scenario in ["hol_fast_latency", "hol_idle_latency"] {
+            let medians = samples(&format!("{scenario}_median"), system);
+            let maxima = samples(&format!("{scenario}_max"), system);
+            assert!(
+                medians.iter().zip(&maxima).all(|(m, x)| m <= x),
+                "{scenario} / {system}: a run's median above its max: {medians:?} {maxima:?}"
+            );
+        }
+    }
+    for which in ["10us", "noop"] {
+        let bytes = samples(
+            &format!("journal_bytes_per_result_{which}"),
+            "fondo_processes",
+        );
+        assert!(
+            bytes.iter().all(|&b| b > 8.0 && b == bytes[0]),
+            "{which}: {bytes:?}"
+        );
     }
 
     let goals = json["goals"].as_array().expect("goals");

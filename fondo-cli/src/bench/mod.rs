@@ -1,6 +1,6 @@
-//! `fondo bench`: the notebook's factorial experiment and the process pool's
-//! overhead figures (the README's performance table, docs/BENCHMARKS.md), measured
-//! side by side in one run.
+//! `fondo bench`: the notebook's factorial experiment, the process pool's overhead
+//! figures (the README's performance table, docs/BENCHMARKS.md), sharing, short tasks
+//! behind a long one and the journal's cost, measured side by side in one run.
 //!
 //! # What runs
 //!
@@ -28,14 +28,25 @@
 //!   as `Vec<f64>`. CPython's `functools.partial` context, a sum over a
 //!   `multiprocessing.shared_memory` block (64 MiB: pure Python is slow) and
 //!   `array('d')` round trip beside them.
+//! - **short tasks behind a long one** (head-of-line blocking; `mixed.rs`), on
+//!   `Pool::processes(2)` and `Pool::threads(2)`: one `apply_async` of a 300 ms
+//!   sleep, then at once 8 of a no-op; each no-op's latency from its submission to
+//!   its `get()` returning, the median and the largest of each run's 8; the same 8
+//!   with both workers idle. CPython's `Pool(2)` runs both scenarios.
+//! - **the journal's cost** (`fondo::Journal`; `journal.rs`), on `Pool::processes(2)`:
+//!   `map` of a 10 µs task (busy loop) and of a no-op, without a journal, through a
+//!   new journal and through the complete one (a rerun), alternating; the 10 µs map
+//!   again with `chunksize(200)` on both sides; the bytes per `u64` result on disk.
+//!   Journals live in a temporary directory, removed at the end.
 //!
 //! Each figure runs once untimed (warm-up; the payload figures, fondo's and
 //! CPython's, for 2 s as criterion does), then `--repeat` times (default 5,
 //! `--quick` 2); medians and minima are reported, and ratios use medians. Pools are
 //! created outside the timed region except for the create-and-close figure.
 //! `--quick` also shrinks the inputs (100k noop tasks, 5k imap tasks, 8 MiB payloads
-//! and big context, shares of 8 and 64 MiB; in a debug build, all inputs including
-//! the factorial range).
+//! and big context, shares of 8 and 64 MiB, 20k journaled 10 µs tasks; in a debug
+//! build, all inputs including the factorial range; the head-of-line figures keep
+//! their 300 ms task and 8 no-ops in every run).
 //! CPython runs when `python3` is on the PATH unless `--no-python`; when it does not
 //! run, nothing about CPython is printed or written — no column, no figure, no goal
 //! against it, none of its figures in a goal's reference — beyond the line saying
@@ -56,7 +67,8 @@
 //!             "payload_bytes": 67108864, "payload_tasks": 8,
 //!             "context_small_bytes": 1024, "context_big_bytes": 67108864,
 //!             "shared_small_bytes": 67108864, "shared_big_bytes": 1073741824,
-//!             "shared_touch_bytes": 1048576},
+//!             "shared_touch_bytes": 1048576, "hol_long_ms": 300,
+//!             "hol_fast_tasks": 8, "journal_tasks": 40000},
 //!   "elapsed_s": 95.2,
 //!   "python": {"status": "ran" | "skipped" | "failed", "reason": "…",
 //!              "version": "3.11.7", "start_method": "fork", "errors": ["…"]},
@@ -80,8 +92,9 @@
 //! `unit` is one of `s`, `ms`, `us` (per operation; lower is better), `tasks_per_s`,
 //! `GB_per_s` (decimal GB; payload figures count bytes sent plus bytes received;
 //! higher is better), `bytes` and `MiB` (lower is better). `best` is `min` for times and `max` for rates. `workers` is
-//! `null` only where a figure has no worker count. Optional keys are left out when
-//! empty; the load averages (1, 5, 15 min, from `/proc/loadavg`) tell whether
+//! `null` only where a figure has no worker count. A goal's `unit` is `x` for a
+//! ratio, `%` for a share of another duration (the head-of-line goal: of the long
+//! task's), else its figure's unit. Optional keys are left out when empty; the load averages (1, 5, 15 min, from `/proc/loadavg`) tell whether
 //! something else ran on the machine meanwhile. Goals are judged on medians; `value`
 //! and `met` are `null` when a figure is missing (e.g. CPython failed), and
 //! `limit_this_run` is the best value reachable in this run where one exists (for the
@@ -109,6 +122,9 @@
 //! | `shared_rss_growth`, `shared_rss_shmem_growth` (MiB) | `fondo_processes` (2) |
 //! | `array_roundtrip` (GB_per_s) | `fondo_processes`, `cpython` (2) |
 //! | `payload_roundtrip_vec_f64` (GB_per_s) | `fondo_processes` (2) |
+//! | `hol_fast_latency_median`, `hol_fast_latency_max`, `hol_idle_latency_median`, `hol_idle_latency_max` (us) | `fondo_processes`, `fondo_threads`, `cpython` (2) |
+//! | `journal_off_10us`, `journal_on_10us`, `journal_rerun_10us`, `journal_off_noop`, `journal_on_noop`, `journal_rerun_noop`, `journal_off_10us_chunk200`, `journal_on_10us_chunk200` (ms) | `fondo_processes` (2) |
+//! | `journal_bytes_per_result_10us`, `journal_bytes_per_result_noop` (bytes) | `fondo_processes` (2) |
 //!
 //! The `cpython*` entries are present only when `python.status` is `ran`.
 //!
@@ -122,6 +138,8 @@
 //! [N − 1]`, no goals and `python.status` `skipped`.
 
 mod factorial;
+mod journal;
+mod mixed;
 mod mpi;
 mod overhead;
 mod plot;
@@ -136,6 +154,13 @@ use serde::Serialize;
 use stats::{BoxError, Figure, Unit};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};
+
+/// The long task of the head-of-line figures, in ms, in every run (CPython's too):
+/// long enough that a fast task stuck behind it could not go unnoticed, short
+/// enough to keep the bench short.
+const HOL_LONG_MS: u64 = 300;
+/// The no-op tasks submitted behind it.
+const HOL_FAST_TASKS: usize = 8;
 
 /// Input sizes.
 #[derive(Debug, Clone, Serialize)]
@@ -166,6 +191,12 @@ pub struct Sizes {
     pub shared_big_bytes: usize,
     /// What the RSS figure's task reads of the big share (from its start).
     pub shared_touch_bytes: usize,
+    /// How long the long task of the head-of-line figures sleeps, in ms.
+    pub hol_long_ms: u64,
+    /// The no-op tasks submitted right behind it.
+    pub hol_fast_tasks: usize,
+    /// Tasks of the journal's 10 µs `map` (its no-op `map` runs `noop_tasks`).
+    pub journal_tasks: usize,
 }
 
 impl Sizes {
@@ -186,6 +217,9 @@ impl Sizes {
                 shared_small_bytes: 1 << 20,
                 shared_big_bytes: 8 << 20,
                 shared_touch_bytes: 1 << 20,
+                hol_long_ms: HOL_LONG_MS,
+                hol_fast_tasks: HOL_FAST_TASKS,
+                journal_tasks: 2_000,
             };
         }
         let r = factorial::NOTEBOOK_RANGE;
@@ -201,6 +235,9 @@ impl Sizes {
             shared_small_bytes: if quick { 8 << 20 } else { 64 << 20 },
             shared_big_bytes: if quick { 64 << 20 } else { 1 << 30 },
             shared_touch_bytes: 1 << 20,
+            hol_long_ms: HOL_LONG_MS,
+            hol_fast_tasks: HOL_FAST_TASKS,
+            journal_tasks: if quick { 20_000 } else { 40_000 },
         }
     }
 }
@@ -402,7 +439,11 @@ pub fn run(args: &BenchArgs) -> CliResult {
     } else {
         None
     };
-    let mut total = factorial::steps(&workers) + overhead::STEPS + sharing::STEPS;
+    let mut total = factorial::steps(&workers)
+        + overhead::STEPS
+        + sharing::STEPS
+        + mixed::STEPS
+        + journal::STEPS;
     if skip_python.is_none() {
         total += python::steps(&workers);
     }
@@ -414,6 +455,8 @@ pub fn run(args: &BenchArgs) -> CliResult {
     factorial::run(&mut runner, &workers, lo..hi);
     overhead::run(&mut runner, &sizes);
     sharing::run(&mut runner, &sizes);
+    mixed::run(&mut runner, &sizes);
+    journal::run(&mut runner, &sizes);
     let python_run = match skip_python {
         Some(reason) => python::PythonRun::skipped(reason),
         None => {
@@ -490,6 +533,25 @@ pub fn run(args: &BenchArgs) -> CliResult {
             report::size(sizes.shared_small_bytes)
         );
     }
+    println!();
+    println!("short tasks behind a long one (head-of-line blocking), 2 workers");
+    print!("{}", report::mixed_table(&f, &sizes, &goals, cpython));
+    println!(
+        "one apply_async of a {} ms sleep, then {} of a no-op at once; a fast task's \
+         latency runs from its submission to its get() returning. Median and largest \
+         of each run's {1}; medians over runs.",
+        sizes.hol_long_ms, sizes.hol_fast_tasks
+    );
+    if cpython {
+        println!("CPython: the same with Pool(2).apply_async.");
+    }
+    println!();
+    println!("the journal's cost (fondo::Journal), processes(2)");
+    print!("{}", report::journal_table(&f, &sizes, &goals));
+    println!(
+        "milliseconds per map; without, with and rerun alternate in each sample. The journal \
+         is opened, written as results arrive and flushed to disk within the time."
+    );
     println!();
     println!("goals, on this run's medians");
     print!("{}", report::goals_table(&goals));

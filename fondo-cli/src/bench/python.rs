@@ -17,7 +17,7 @@ use std::time::Duration;
 const SCRIPT: &str = include_str!("../../bench/cpython_reference.py");
 
 /// Figures the script reports besides the factorial pool maps.
-const FIXED_STEPS: u64 = 11;
+const FIXED_STEPS: u64 = 15;
 
 /// Steps the script adds to the progress bar.
 pub fn steps(workers: &[usize]) -> u64 {

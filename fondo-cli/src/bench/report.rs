@@ -214,6 +214,8 @@ pub fn goals(f: &Figures, sizes: &Sizes, cpython: bool) -> Vec<Goal> {
         ),
     ];
     goals.extend(sharing_goals(f, sizes, cpython));
+    goals.extend(mixed_goals(f, sizes, cpython));
+    goals.extend(journal_goals(f));
     if !cpython {
         goals.retain(|g| g.id != "factorial_processes_vs_cpython");
     }
@@ -528,6 +530,20 @@ fn goal(
     }
 }
 
+/// `v` in `unit`, or `?` when not measured.
+fn fmt(v: Option<f64>, unit: Unit) -> String {
+    v.map_or_else(|| "?".to_string(), |v| unit.format(v))
+}
+
+/// The non-empty `parts`, joined by `; `.
+fn join(parts: Vec<String>) -> String {
+    parts
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// Issue 16's goals: a context costs a task the same whatever its size; a shared
 /// array is attached in constant time, read at memory speed, and costs a worker only
 /// the pages it reads; numeric arrays move as fast as byte strings. Their "set
@@ -541,14 +557,6 @@ fn sharing_goals(f: &Figures, sizes: &Sizes, cpython: bool) -> Vec<Goal> {
         } else {
             None
         }
-    };
-    let fmt = |v: Option<f64>, u: Unit| v.map_or_else(|| "?".to_string(), |v| u.format(v));
-    let join = |parts: Vec<String>| {
-        parts
-            .into_iter()
-            .filter(|s| !s.is_empty())
-            .collect::<Vec<_>>()
-            .join("; ")
     };
     let (small_ctx, big_ctx) = (
         size(sizes.context_small_bytes),
@@ -693,26 +701,13 @@ enum Line<'a> {
     Goal(String, &'a str),
     /// A value worked out from the figures, judged by no goal.
     Derived(String, Option<f64>, Unit),
+    /// A ratio worked out from the figures, judged by no goal.
+    Ratio(String, Option<f64>),
 }
 
 /// Issue 16's figures (`sharing.rs`), with the ratios its goals judge, and
 /// CPython's beside them when `with_cpython`.
 pub fn sharing_table(f: &Figures, sizes: &Sizes, goals: &[Goal], with_cpython: bool) -> Table {
-    let headers = if with_cpython {
-        vec![
-            "<figure",
-            ">median",
-            ">best",
-            ">CPython",
-            ">vs CPython",
-            ">goal",
-            "<",
-        ]
-    } else {
-        vec!["<figure", ">median", ">best", ">goal", "<"]
-    };
-    let mut t = Table::new(headers).indent("").solid_rule();
-    let goal = |id: &str| goals.iter().find(|g| g.id == id);
     let p = "fondo_processes";
     let (small_ctx, big_ctx) = (
         size(sizes.context_small_bytes),
@@ -859,6 +854,27 @@ pub fn sharing_table(f: &Figures, sizes: &Sizes, goals: &[Goal], with_cpython: b
             ),
         ],
     ];
+    lines_table(f, goals, with_cpython, groups)
+}
+
+/// A table of groups of lines (a gap between groups), with CPython's figure of the
+/// same name beside each `fondo_processes` figure when `with_cpython`.
+fn lines_table(f: &Figures, goals: &[Goal], with_cpython: bool, groups: Vec<Vec<Line>>) -> Table {
+    let headers = if with_cpython {
+        vec![
+            "<figure",
+            ">median",
+            ">best",
+            ">CPython",
+            ">vs CPython",
+            ">goal",
+            "<",
+        ]
+    } else {
+        vec!["<figure", ">median", ">best", ">goal", "<"]
+    };
+    let mut t = Table::new(headers).indent("").solid_rule();
+    let goal = |id: &str| goals.iter().find(|g| g.id == id);
     for group in groups {
         let mut first = true;
         for line in group {
@@ -867,7 +883,11 @@ pub fn sharing_table(f: &Figures, sizes: &Sizes, goals: &[Goal], with_cpython: b
                     let Some(x) = f.get(name, system, workers) else {
                         continue;
                     };
-                    let cpython = f.get(name, "cpython", Some(2));
+                    let cpython = if system == "fondo_processes" {
+                        f.get(name, "cpython", Some(2))
+                    } else {
+                        None
+                    };
                     let g = goal_id.and_then(goal);
                     let mut cells = vec![label, x.unit.format(x.median), x.unit.format(x.best)];
                     if with_cpython {
@@ -881,6 +901,10 @@ pub fn sharing_table(f: &Figures, sizes: &Sizes, goals: &[Goal], with_cpython: b
                 Line::Derived(label, value, unit) => {
                     let Some(v) = value else { continue };
                     vec![label, unit.format(v)]
+                }
+                Line::Ratio(label, value) => {
+                    let Some(v) = value else { continue };
+                    vec![label, goal_value("x", v)]
                 }
                 Line::Goal(label, id) => {
                     let Some(g) = goal(id) else { continue };
@@ -904,11 +928,284 @@ pub fn sharing_table(f: &Figures, sizes: &Sizes, goals: &[Goal], with_cpython: b
     t
 }
 
+/// The head-of-line goal: while one worker of 2 runs a long task, the no-ops
+/// submitted behind it come back within 1% of the long task's duration (the largest
+/// latency of a run's fast tasks, median over runs), as a share of it so that it
+/// holds whatever the duration. Set against the thread pool and (when `cpython`)
+/// CPython's `Pool(2)`, the same scenario in the same run.
+fn mixed_goals(f: &Figures, sizes: &Sizes, cpython: bool) -> Vec<Goal> {
+    let long_us = sizes.hol_long_ms as f64 * 1e3;
+    let max = |system: &str| f.median("hol_fast_latency_max", system, Some(2));
+    let share = |v: f64| v / long_us * 100.0;
+    let with_share = |v: Option<f64>| {
+        v.map_or_else(
+            || "?".to_string(),
+            |v| format!("{} ({:.3}%)", Unit::Micros.format(v), share(v)),
+        )
+    };
+    vec![goal(
+        "hol_fast_latency",
+        format!(
+            "fast task's max latency ÷ the {} ms task",
+            sizes.hol_long_ms
+        ),
+        1.0,
+        false,
+        max("fondo_processes").map(share),
+        "%",
+        &format!("≤ 1% ({})", Unit::Millis.format(long_us / 1e3 / 100.0)),
+        join(vec![
+            format!(
+                "both workers idle {}",
+                fmt(
+                    f.median("hol_idle_latency_max", "fondo_processes", Some(2)),
+                    Unit::Micros
+                )
+            ),
+            format!("threads {}", with_share(max("fondo_threads"))),
+            if cpython {
+                format!("CPython {}", with_share(max("cpython")))
+            } else {
+                String::new()
+            },
+        ]),
+    )]
+}
+
+/// The journal's goals: through a journal, `map` of a 10 µs task takes at most 10%
+/// longer than without, and a `u64` result takes at most 32 bytes on disk. Set
+/// against the same map with the same chunksize on both sides and the no-op's
+/// figures, in the same run.
+fn journal_goals(f: &Figures) -> Vec<Goal> {
+    let ratio = |a: Option<f64>, b: Option<f64>| Some(a? / b?);
+    let p = |name: &str| f.median(name, "fondo_processes", Some(2));
+    let times_or = |v: Option<f64>| v.map_or_else(|| "?".to_string(), |v| goal_value("x", v));
+    vec![
+        goal(
+            "journal_overhead_10us",
+            "map(10 µs task): journal ÷ none".into(),
+            1.10,
+            false,
+            ratio(p("journal_on_10us"), p("journal_off_10us")),
+            "x",
+            "≤ 1.10×",
+            join(vec![
+                format!(
+                    "same chunksize on both {}",
+                    times_or(ratio(
+                        p("journal_on_10us_chunk200"),
+                        p("journal_off_10us_chunk200")
+                    ))
+                ),
+                format!(
+                    "no-op {}",
+                    times_or(ratio(p("journal_on_noop"), p("journal_off_noop")))
+                ),
+            ]),
+        ),
+        goal(
+            "journal_bytes_per_result",
+            "journal bytes per u64 result on disk".into(),
+            32.0,
+            false,
+            p("journal_bytes_per_result_10us"),
+            "bytes",
+            "≤ 32 B",
+            format!(
+                "a frame: 8 B head, kind, map, position, 8 B input hash, ≤ 10 B value; \
+                 small values (no-op) {}",
+                fmt(p("journal_bytes_per_result_noop"), Unit::Bytes)
+            ),
+        ),
+    ]
+}
+
+/// The head-of-line figures (`mixed.rs`): fast tasks' latency behind a long one, on
+/// processes (beside CPython's when `with_cpython`) and threads.
+pub fn mixed_table(f: &Figures, sizes: &Sizes, goals: &[Goal], with_cpython: bool) -> Table {
+    let (p, t, two) = ("fondo_processes", "fondo_threads", Some(2));
+    let k = sizes.hol_fast_tasks;
+    let lines = |system, first: String, judged: bool| {
+        let mut v = vec![
+            Line::Figure(first, "hol_fast_latency_median", system, two, None),
+            Line::Figure(
+                format!("  largest of {k}"),
+                "hol_fast_latency_max",
+                system,
+                two,
+                None,
+            ),
+        ];
+        if judged {
+            v.push(Line::Goal(
+                format!("  largest ÷ the {} ms task", sizes.hol_long_ms),
+                "hol_fast_latency",
+            ));
+        }
+        v.push(Line::Figure(
+            format!("  median of {k}, both workers idle"),
+            "hol_idle_latency_median",
+            system,
+            two,
+            None,
+        ));
+        v.push(Line::Figure(
+            format!("  largest of {k}, both workers idle"),
+            "hol_idle_latency_max",
+            system,
+            two,
+            None,
+        ));
+        v
+    };
+    let groups = vec![
+        lines(
+            p,
+            format!("fast task latency: median of {k}, behind the long task"),
+            true,
+        ),
+        lines(
+            t,
+            format!("the same on fondo threads: median of {k}, behind"),
+            false,
+        ),
+    ];
+    lines_table(f, goals, with_cpython, groups)
+}
+
+/// The journal's figures (`journal.rs`), all on processes(2); CPython has none.
+pub fn journal_table(f: &Figures, sizes: &Sizes, goals: &[Goal]) -> Table {
+    let (p, two) = ("fondo_processes", Some(2));
+    let ratio = |a: &str, b: &str| Some(f.median(a, p, two)? / f.median(b, p, two)?);
+    let chunk = super::journal::SAME_CHUNKS;
+    let groups = vec![
+        vec![
+            Line::Figure(
+                format!(
+                    "map(10 µs task, {}), no journal",
+                    count(sizes.journal_tasks)
+                ),
+                "journal_off_10us",
+                p,
+                two,
+                None,
+            ),
+            Line::Figure(
+                "  through a new journal".into(),
+                "journal_on_10us",
+                p,
+                two,
+                None,
+            ),
+            Line::Goal("  journal ÷ none".into(), "journal_overhead_10us"),
+            Line::Figure(
+                "  rerun, every result on record".into(),
+                "journal_rerun_10us",
+                p,
+                two,
+                None,
+            ),
+            Line::Figure(
+                format!("  chunksize({chunk}) on both: no journal"),
+                "journal_off_10us_chunk200",
+                p,
+                two,
+                None,
+            ),
+            Line::Figure(
+                format!("  chunksize({chunk}) on both: a new journal"),
+                "journal_on_10us_chunk200",
+                p,
+                two,
+                None,
+            ),
+            Line::Ratio(
+                format!("  chunksize({chunk}): journal ÷ none"),
+                ratio("journal_on_10us_chunk200", "journal_off_10us_chunk200"),
+            ),
+        ],
+        vec![
+            Line::Figure(
+                format!("map(noop, {}), no journal", count(sizes.noop_tasks)),
+                "journal_off_noop",
+                p,
+                two,
+                None,
+            ),
+            Line::Figure(
+                "  through a new journal".into(),
+                "journal_on_noop",
+                p,
+                two,
+                None,
+            ),
+            Line::Ratio(
+                "  journal ÷ none".into(),
+                ratio("journal_on_noop", "journal_off_noop"),
+            ),
+            Line::Figure(
+                "  rerun, every result on record".into(),
+                "journal_rerun_noop",
+                p,
+                two,
+                None,
+            ),
+        ],
+        vec![
+            Line::Figure(
+                "bytes per result on disk, u64 (10 µs task)".into(),
+                "journal_bytes_per_result_10us",
+                p,
+                two,
+                Some("journal_bytes_per_result"),
+            ),
+            Line::Figure(
+                "  small u64 values (no-op)".into(),
+                "journal_bytes_per_result_noop",
+                p,
+                two,
+                None,
+            ),
+        ],
+    ];
+    lines_table(f, goals, false, groups)
+}
+
 /// A goal's value in its unit, for people.
 fn goal_value(unit: &str, v: f64) -> String {
     match unit {
         // Three decimals: 1.898× must not print as the goal's 1.90×.
         "x" => format!("{v:.3}×"),
+        "%" => format!("{v:.3}%"),
         u => Unit::parse(u).map_or_else(|| format!("{v}"), |u| u.format(v)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_head_of_line_goal_is_a_share_of_the_long_task() {
+        let sizes = Sizes::new(true);
+        let fig = |name: &str, system: &str, v: f64| {
+            Figure::new(name, system, Some(2), Unit::Micros, vec![v])
+        };
+        let figures = [
+            fig("hol_fast_latency_max", "fondo_processes", 150.0),
+            fig("hol_fast_latency_max", "fondo_threads", 60.0),
+            fig("hol_idle_latency_max", "fondo_processes", 40.0),
+        ];
+        let goals = mixed_goals(&Figures(&figures), &sizes, false);
+        let g = &goals[0];
+        let want = 150.0 / (sizes.hol_long_ms as f64 * 1e3) * 100.0;
+        assert_eq!((g.unit, g.met), ("%", Some(true)));
+        assert!((g.value.expect("value") - want).abs() < 1e-12);
+        assert_eq!(goal_value("%", 0.05), "0.050%");
+        assert!(
+            !g.design_reference.contains("CPython"),
+            "{}",
+            g.design_reference
+        );
     }
 }
