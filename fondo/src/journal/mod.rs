@@ -88,8 +88,8 @@
 //! ```
 //!
 //! Hashes are [`hash64`]'s; `inputs_hash` is the hash of the count and every input's
-//! hash, each as 8 bytes LE. A result frame for a 10 µs task returning a `u64` takes
-//! about 25 bytes.
+//! hash, each as 8 bytes LE. A result frame of a `u64` takes 24 to 30 bytes (`fondo
+//! bench` measures 29.7 for full-width values, 23.7 for small ones).
 
 mod feed;
 mod flusher;
