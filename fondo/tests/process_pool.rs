@@ -22,7 +22,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{alive, proc_stat};
+use common::{alive, gate, proc_stat};
 
 mod contract;
 use contract::{

@@ -15,6 +15,9 @@ use std::time::Duration;
 
 use fondo::{Builder, Error, Pool, Result, Threads};
 
+#[path = "common/gate.rs"]
+mod gate;
+
 mod contract;
 use contract::{Latch, OpenOnDrop, Start};
 

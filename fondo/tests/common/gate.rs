@@ -1,8 +1,9 @@
 //! The file system as a meeting point with tasks on any backend: a [`TempDir`] tasks
 //! leave marks in, a [`Gate`] they wait on in [`gated`], and [`eventually`] to poll
-//! for what they did. Only the standard library: `tests/common` uses it, and so does
-//! `tests/contract`, which the threads-only build compiles too. Each includer uses its
-//! own part, hence the `dead_code` allowance.
+//! for what they did. Only the standard library: `tests/common` has it as
+//! `common::gate`, and `tests/thread_pool.rs` loads it alone (`tests/common` needs
+//! the process backend) for `tests/contract`, which the threads-only build compiles
+//! too. Each includer uses its own part, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};

@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 pub mod crash;
-mod gate;
+pub mod gate;
 
 // Each test binary uses its own part (see `dead_code` above).
 #[allow(unused_imports)]

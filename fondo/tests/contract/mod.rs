@@ -3,9 +3,10 @@
 //! the `AsyncResult` future, close/join/terminate, errors, chunksize and the builder.
 //!
 //! Not a test binary of its own: `tests/thread_pool.rs` and `tests/process_pool.rs`
-//! each include it (`mod contract;`), name their backend `Under` and implement
-//! [`Start`] for it, so every test here runs on threads as
-//! `thread_pool::contract::<name>` and on processes as `process_pool::contract::<name>`.
+//! each include it (`mod contract;`), name their backend `Under`, implement [`Start`]
+//! for it and have `tests/common/gate.rs` as their module `gate` (loaded once per
+//! binary), so every test here runs on threads as `thread_pool::contract::<name>` and
+//! on processes as `process_pool::contract::<name>`.
 //! What only one backend has (closures that capture, thread identity; PIDs, worker
 //! deaths, serialisation) stays in that backend's file.
 //!
@@ -16,10 +17,7 @@
 //! generous "does not hang" guards. Only the standard library and fondo's thread
 //! backend are named here, so the threads-only build compiles it.
 
-#[path = "../common/gate.rs"]
-mod gate;
-
-pub use gate::{Gate, TempDir, eventually, gated};
+pub use super::gate::{Gate, TempDir, eventually, gated};
 
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
@@ -30,7 +28,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use fondo::{Backend, Builder, Error, Pool, Result, cpu_count};
+use fondo::{AsyncResult, Backend, Builder, Error, Pool, Result, cpu_count};
 
 use super::Under;
 
@@ -153,6 +151,43 @@ pub fn mark(path: String) {
 pub fn announce_then_wait(started: String, gate: String) -> u32 {
     mark(started);
     gated(gate, 1)
+}
+
+/// Tasks held on one gate, each announcing when it starts ([`announce_then_wait`]):
+/// the test sees which have started and releases them all at once — or never, as the
+/// gate opens only when dropped.
+pub struct Held {
+    started: TempDir,
+    pub gate: Gate,
+}
+
+impl Held {
+    pub fn new(tag: &str) -> Held {
+        Held {
+            started: TempDir::new(tag),
+            gate: Gate::new(),
+        }
+    }
+
+    /// The arguments of [`announce_then_wait`] for a task called `name`.
+    pub fn args(&self, name: &str) -> (String, String) {
+        (self.started.file(name), self.gate.arg())
+    }
+
+    /// Submits a held task called `name`.
+    pub fn submit(&self, pool: &Pool<Under>, name: &str) -> AsyncResult<u32> {
+        pool.apply_async(announce_then_wait, self.args(name))
+    }
+
+    /// True once tasks of `n` names have started, polled for up to `guard`.
+    pub fn started(&self, n: usize, guard: Duration) -> bool {
+        eventually(guard, || self.names().len() >= n)
+    }
+
+    /// The names of the tasks that have started.
+    pub fn names(&self) -> Vec<String> {
+        self.started.names()
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -318,32 +353,27 @@ fn two_tasks_on_two_idle_workers_run_at_the_same_time() -> Result<()> {
     let pool = pool(2)?;
     // Notebook In[39]: apply_async then apply must overlap. Both tasks wait on one
     // gate, so both can only be seen started if they run on different workers.
-    let dir = TempDir::new("spread");
-    let gate = Gate::new();
-    let a = pool.apply_async(announce_then_wait, (dir.file("a"), gate.arg()));
-    let b = pool.apply_async(announce_then_wait, (dir.file("b"), gate.arg()));
-    let both = eventually(Duration::from_secs(10), || dir.names().len() == 2);
-    gate.open();
+    let held = Held::new("spread");
+    let a = held.submit(&pool, "a");
+    let b = held.submit(&pool, "b");
+    let both = held.started(2, Duration::from_secs(10));
+    held.gate.open();
     assert!(
         both,
         "only {:?} started while a worker sat idle",
-        dir.names()
+        held.names()
     );
     assert_eq!((a.get()?, b.get()?), (1, 1));
 
     // The same for a two-item map.
-    let dir = TempDir::new("spread-map");
-    let gate = Gate::new();
-    let m = pool.starmap_async(
-        announce_then_wait,
-        [(dir.file("a"), gate.arg()), (dir.file("b"), gate.arg())],
-    );
-    let both = eventually(Duration::from_secs(10), || dir.names().len() == 2);
-    gate.open();
+    let held = Held::new("spread-map");
+    let m = pool.starmap_async(announce_then_wait, [held.args("a"), held.args("b")]);
+    let both = held.started(2, Duration::from_secs(10));
+    held.gate.open();
     assert!(
         both,
         "map: only {:?} started while a worker sat idle",
-        dir.names()
+        held.names()
     );
     assert_eq!(m.get()?, [1, 1]);
     Ok(())
@@ -1154,29 +1184,25 @@ fn imap_ends_after_terminate() -> Result<()> {
 #[test]
 fn imap_blocked_in_another_thread_ends_when_the_pool_is_terminated() -> Result<()> {
     let pool = pool(1)?;
-    let started = TempDir::new("imap-blocked");
-    let gate = Gate::new();
+    let held = Held::new("imap-blocked");
     let (tx, rx) = mpsc::channel();
     thread::scope(|scope| {
-        let (s, g) = (started.file("started"), gate.arg());
+        let args = held.args("started");
         let pool = &pool;
         scope.spawn(move || {
             let out: Vec<Result<u32>> = pool
                 .imap(
                     |(s, g): (String, String)| announce_then_wait(s, g),
-                    std::iter::repeat((s, g)),
+                    std::iter::repeat(args),
                 )
                 .take(1000)
                 .collect();
             let _ = tx.send(out);
         });
-        assert!(
-            eventually(HANG_GUARD, || !started.names().is_empty()),
-            "the first task started"
-        );
+        assert!(held.started(1, HANG_GUARD), "the first task started");
         pool.terminate();
         let out = rx.recv_timeout(HANG_GUARD);
-        gate.open(); // whatever happened, let the scope end
+        held.gate.open(); // whatever happened, let the scope end
         let out = out.expect("an imap blocked before terminate() must end");
         assert!(out.len() < 1000, "{} items", out.len());
         assert!(
@@ -1331,26 +1357,18 @@ fn dropped_pool_finishes_submitted_tasks_and_results_stay_readable() -> Result<(
 fn terminate_fails_pending_results_at_once() -> Result<()> {
     let pool = pool(2)?;
     let pids = Under::pids(&pool);
-    let announced = TempDir::new("terminate");
-    let gate = Gate::new(); // opened only when the test ends: the tasks are stuck
-    let running: Vec<_> = (0..2)
-        .map(|i| {
-            pool.apply_async(
-                announce_then_wait,
-                (announced.file(&i.to_string()), gate.arg()),
-            )
-        })
-        .collect();
+    let held = Held::new("terminate"); // opened only when the test ends: the tasks are stuck
+    let running: Vec<_> = (0..2).map(|i| held.submit(&pool, &i.to_string())).collect();
     // Both workers are inside a task that does not end.
-    assert!(eventually(HANG_GUARD, || announced.names().len() == 2));
+    assert!(held.started(2, HANG_GUARD));
     let queued_ran = TempDir::new("queued");
     let queued: Vec<_> = (0..4)
         .map(|i| pool.apply_async(mark, (queued_ran.file(&i.to_string()),)))
         .collect();
-    let mapped = pool.starmap_async(gated, vec![(gate.arg(), 0); 4]);
+    let mapped = pool.starmap_async(gated, vec![(held.gate.arg(), 0); 4]);
     // Another thread blocked in get() is released too.
     let (tx, rx) = mpsc::channel();
-    let blocked = pool.apply_async(gated, (gate.arg(), 0));
+    let blocked = pool.apply_async(gated, (held.gate.arg(), 0));
     let waiter = thread::spawn(move || tx.send(blocked.get()).unwrap());
 
     let started = Instant::now();
@@ -1393,20 +1411,19 @@ fn terminate_fails_pending_results_at_once() -> Result<()> {
 #[test]
 fn get_blocked_in_another_thread_returns_terminated_when_the_pool_is_terminated() -> Result<()> {
     let pool = pool(1)?;
-    let started = TempDir::new("get-blocked");
-    let gate = Gate::new();
-    let held = pool.apply_async(announce_then_wait, (started.file("started"), gate.arg()));
+    let held = Held::new("get-blocked");
+    let running = held.submit(&pool, "started");
     let queued = pool.apply_async(|| 2, ());
     let (tx, rx) = mpsc::channel();
     let waiter = thread::spawn(move || {
-        let _ = tx.send((held.get(), queued.get()));
+        let _ = tx.send((running.get(), queued.get()));
     });
-    assert!(eventually(HANG_GUARD, || !started.names().is_empty()));
+    assert!(held.started(1, HANG_GUARD));
     pool.terminate();
-    let (held, queued) = rx
+    let (running, queued) = rx
         .recv_timeout(HANG_GUARD)
         .expect("a get() blocked before terminate() must return");
-    assert!(matches!(held, Err(Error::Terminated)), "{held:?}");
+    assert!(matches!(running, Err(Error::Terminated)), "{running:?}");
     assert!(matches!(queued, Err(Error::Terminated)), "{queued:?}");
     waiter.join().unwrap();
     Ok(())
@@ -1415,10 +1432,9 @@ fn get_blocked_in_another_thread_returns_terminated_when_the_pool_is_terminated(
 #[test]
 fn dropping_a_terminated_pool_does_not_wait_for_a_stuck_task() -> Result<()> {
     let pool = pool(1)?;
-    let started = TempDir::new("stuck");
-    let gate = Gate::new();
-    let stuck = pool.apply_async(announce_then_wait, (started.file("started"), gate.arg()));
-    assert!(eventually(HANG_GUARD, || !started.names().is_empty()));
+    let held = Held::new("stuck");
+    let stuck = held.submit(&pool, "started");
+    assert!(held.started(1, HANG_GUARD));
     pool.terminate();
     let (tx, rx) = mpsc::channel();
     let dropper = thread::spawn(move || {
@@ -1426,7 +1442,7 @@ fn dropping_a_terminated_pool_does_not_wait_for_a_stuck_task() -> Result<()> {
         let _ = tx.send(());
     });
     let dropped = rx.recv_timeout(HANG_GUARD);
-    gate.open(); // the stuck task may end now, whatever happened
+    held.gate.open(); // the stuck task may end now, whatever happened
     dropped.expect("drop after terminate must not wait for a task that never ends");
     dropper.join().unwrap();
     assert!(matches!(stuck.get(), Err(Error::Terminated)));
