@@ -5,29 +5,19 @@
 #![allow(dead_code)]
 
 pub mod crash;
+pub mod gate;
 
-use std::path::Path;
+// Each test binary uses its own part (see `dead_code` above).
+#[allow(unused_imports)]
+pub use gate::{Gate, TempDir, eventually, gated};
+
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, Instant};
 
 use fondo::{AsyncResult, Error, Pool, Processes};
-
-/// Polls `cond` until it holds or `guard` passes; true if it held.
-pub fn eventually(guard: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + guard;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
 
 /// A process as `/proc/<pid>/stat` shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -319,94 +309,6 @@ impl<B: fondo::Backend> Drop for TerminateOnPanic<B> {
             self.0.terminate();
         }
     }
-}
-
-// ---------------------------------------------------------------------------
-// The file system as a meeting point with worker processes
-// ---------------------------------------------------------------------------
-
-/// A directory removed when dropped.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new(tag: &str) -> TempDir {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::SeqCst);
-        TempDir::at(std::env::temp_dir().join(format!("fondo-pp-{}-{tag}-{n}", std::process::id())))
-    }
-
-    pub fn at(path: PathBuf) -> TempDir {
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("create temp dir");
-        TempDir(path)
-    }
-
-    /// A path inside the directory, as a `String` a task can take as its argument.
-    pub fn file(&self, name: &str) -> String {
-        self.0.join(name).to_string_lossy().into_owned()
-    }
-
-    /// The names of the files in the directory.
-    pub fn names(&self) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(&self.0)
-            .expect("read temp dir")
-            .map(|e| {
-                e.expect("dir entry")
-                    .file_name()
-                    .to_string_lossy()
-                    .into_owned()
-            })
-            .collect();
-        names.sort();
-        names
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A latch in the file system: tasks in worker processes wait in [`gated`] until the
-/// test opens it. Opened on drop too, so a failing assertion never leaves a worker
-/// blocked (and the pool's drop waiting on it forever).
-pub struct Gate {
-    dir: TempDir,
-}
-
-impl Gate {
-    pub fn new() -> Gate {
-        Gate {
-            dir: TempDir::new("gate"),
-        }
-    }
-
-    /// The argument to pass to [`gated`].
-    pub fn arg(&self) -> String {
-        self.dir.file("open")
-    }
-
-    pub fn open(&self) {
-        std::fs::File::create(self.arg()).expect("open the gate");
-    }
-}
-
-impl Drop for Gate {
-    fn drop(&mut self) {
-        self.open();
-    }
-}
-
-/// A task: waits until the gate file exists (or its directory is gone: the test
-/// ended), then returns `value`.
-pub fn gated(gate: String, value: u32) -> u32 {
-    let gate = Path::new(&gate);
-    let dir = gate.parent().map(Path::to_path_buf).unwrap_or_default();
-    while !gate.exists() && dir.exists() {
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    value
 }
 
 // ---------------------------------------------------------------------------
