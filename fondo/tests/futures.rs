@@ -13,6 +13,7 @@
 //! and `ported_loky.rs`.
 
 mod common;
+use common::both::on_both;
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -26,32 +27,6 @@ use fondo::{AsyncResult, Error, Pending, Pool, ReturnWhen, Watchable};
 const TEST_LIMIT: Duration = Duration::from_secs(120);
 /// Waiting for something that must happen: generous, it only tells a hang from slowness.
 const LIMIT: Duration = Duration::from_secs(30);
-
-/// One test module per test, with a `processes` and a `threads` test: `$pool` is
-/// a pool built by `$builder` (a `fondo::Builder`) on each backend.
-macro_rules! on_both {
-    ($(#[$attr:meta])* fn $name:ident($pool:ident = $builder:expr) $body:block) => {
-        mod $name {
-            use super::*;
-
-            #[test]
-            $(#[$attr])*
-            fn processes() {
-                let _wd = Deadline::arm(concat!(stringify!($name), " on processes"), TEST_LIMIT);
-                let $pool = TerminateOnPanic($builder.processes().expect("start a process pool"));
-                $body
-            }
-
-            #[test]
-            $(#[$attr])*
-            fn threads() {
-                let _wd = Deadline::arm(concat!(stringify!($name), " on threads"), TEST_LIMIT);
-                let $pool = TerminateOnPanic($builder.threads().expect("start a thread pool"));
-                $body
-            }
-        }
-    };
-}
 
 // ---------------------------------------------------------------------------
 // A scene in the file system: tasks on either backend leave marks there and wait

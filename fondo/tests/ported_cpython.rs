@@ -17,6 +17,7 @@
 //! `docs/PORTED_TESTS.md` maps every upstream test to its port, or says why not.
 
 mod common;
+use common::both::{Which, on_both};
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
@@ -52,40 +53,6 @@ fn must_get<R: Send + 'static>(r: &AsyncResult<R>, what: &str) -> fondo::Result<
 }
 
 /// Which backend an [`on_both!`] test runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Which {
-    Processes,
-    Threads,
-}
-
-/// One module per test, with a `processes` and a `threads` test: `$pool` is a pool
-/// built by `$builder` (a `fondo::Builder`) on each backend, `$which` says which.
-macro_rules! on_both {
-    ($(#[$attr:meta])* fn $name:ident($pool:ident = $builder:expr, $which:ident) $body:block) => {
-        mod $name {
-            use super::*;
-
-            #[test]
-            $(#[$attr])*
-            fn processes() {
-                let $which = Which::Processes;
-                let _wd = Deadline::arm(concat!(stringify!($name), " on processes"), TEST_LIMIT);
-                let $pool = TerminateOnPanic($builder.processes().expect("start a process pool"));
-                $body
-            }
-
-            #[test]
-            $(#[$attr])*
-            fn threads() {
-                let $which = Which::Threads;
-                let _wd = Deadline::arm(concat!(stringify!($name), " on threads"), TEST_LIMIT);
-                let $pool = TerminateOnPanic($builder.threads().expect("start a thread pool"));
-                $body
-            }
-        }
-    };
-}
-
 /// The text of a panic payload.
 fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
     payload

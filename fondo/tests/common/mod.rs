@@ -4,6 +4,7 @@
 //! `dead_code` allowance.
 #![allow(dead_code)]
 
+pub mod both;
 pub mod crash;
 pub mod gate;
 
