@@ -629,21 +629,25 @@ fn helper_pool_in_a_static() {
     println!("pids {:?} sum {}", pool.pids(), v.iter().sum::<u64>());
 }
 
+/// Runs `helper` in a copy of this binary (within `HELPER_LIMIT`), checks that it
+/// exited with success, and returns its standard output.
+fn helper_succeeds(helper: &str) -> String {
+    let out = output_within(helper_command(HELPER_ENV, helper), HELPER_LIMIT);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{helper}: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 /// _TestPoolWorkerLifetime.test_worker_finalization_via_atexit_handler_of_multiprocessing
 /// (bpo-38744, bpo-39360): a program whose pool is never dropped ends cleanly
 /// (exit status 0), and its worker does not outlive it.
 #[test]
 fn test_worker_finalization_when_the_pool_is_never_dropped() {
-    let out = output_within(
-        helper_command(HELPER_ENV, "helper_pool_in_a_static"),
-        HELPER_LIMIT,
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = helper_succeeds("helper_pool_in_a_static");
     let line = stdout
         .lines()
         .find(|l| l.starts_with("pids ["))
@@ -706,16 +710,7 @@ fn helper_pool_creation_fails() {
 /// unreaped). Run in a copy of this binary, whose open-file limit it lowers.
 #[test]
 fn test_release_unused_processes() {
-    let out = output_within(
-        helper_command(HELPER_ENV, "helper_pool_creation_fails"),
-        HELPER_LIMIT,
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = helper_succeeds("helper_pool_creation_fails");
     assert!(
         stdout.contains("made Err("),
         "the pool was made anyway: {stdout}"
@@ -744,16 +739,7 @@ fn helper_large_pool() {
 /// the common default limit of 1024 open files (the helper sets it).
 #[test]
 fn test_large_pool() {
-    let out = output_within(
-        helper_command(HELPER_ENV, "helper_large_pool"),
-        HELPER_LIMIT,
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = helper_succeeds("helper_large_pool");
     assert!(stdout.lines().any(|l| l == "332833500"), "{stdout}");
 }
 
@@ -1277,16 +1263,7 @@ fn helper_replacement_cannot_start() {
 /// slot after a few attempts) instead of waiting forever.
 #[test]
 fn test_failed_worker_replacement_fails_the_queued_tasks() {
-    let out = output_within(
-        helper_command(HELPER_ENV, "helper_replacement_cannot_start"),
-        HELPER_LIMIT,
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = helper_succeeds("helper_replacement_cannot_start");
     let line = stdout
         .lines()
         .find(|l| l.starts_with("outcomes"))
