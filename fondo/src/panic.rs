@@ -66,6 +66,38 @@ pub(crate) fn catch<R>(f: impl FnOnce() -> R) -> Result<R, Caught> {
     })
 }
 
+/// Runs `step(state, i)` for every `i` in `0..n` under one [`catch`] instead of one
+/// per step: when step `i` panics, `on_panic(state, i, caught)` runs (outside the
+/// catch) and the loop goes on at `i + 1`. The outcomes are those of a `catch`
+/// around each step; the cost, one `catch` per batch and one per panic. `state`
+/// is what both sides see: a step leaves in it what its panic handler must know
+/// (which stage it was in, what to undo).
+pub(crate) fn catch_each<S>(
+    n: usize,
+    state: &mut S,
+    mut step: impl FnMut(&mut S, usize),
+    mut on_panic: impl FnMut(&mut S, usize, Caught),
+) {
+    let mut next = 0;
+    while next < n {
+        let mut at = next;
+        let ran = catch(|| {
+            while at < n {
+                step(&mut *state, at);
+                at += 1;
+            }
+        });
+        match ran {
+            Ok(()) => return,
+            Err(caught) => {
+                debug_assert!(at < n, "a step panicked past the end");
+                on_panic(&mut *state, at, caught);
+                next = at + 1;
+            }
+        }
+    }
+}
+
 /// The text of a panic payload (`&str` or `String`), or a placeholder.
 pub(crate) fn message(payload: &(dyn Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
@@ -110,6 +142,46 @@ fn install_hook() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn catch_each_resumes_after_each_panic_and_says_where() {
+        let mut seen: Vec<String> = Vec::new();
+        catch_each(
+            7,
+            &mut seen,
+            |seen, i| {
+                assert!(i % 3 != 1, "step {i}");
+                seen.push(format!("ok {i}"));
+            },
+            |seen, i, caught| seen.push(format!("panic {i}: {}", caught.message)),
+        );
+        assert_eq!(
+            seen,
+            [
+                "ok 0",
+                "panic 1: step 1",
+                "ok 2",
+                "ok 3",
+                "panic 4: step 4",
+                "ok 5",
+                "ok 6"
+            ]
+        );
+        let mut last: Vec<usize> = Vec::new();
+        catch_each(
+            2,
+            &mut last,
+            |_, i| panic!("{i}"),
+            |last, i, _| last.push(i),
+        );
+        assert_eq!(last, [0, 1], "a panic in the last step ends the loop");
+        catch_each(
+            0,
+            &mut last,
+            |_, _| unreachable!(),
+            |_, _, _| unreachable!(),
+        );
+    }
 
     #[test]
     fn a_caught_panic_has_its_message_and_location() {

@@ -1481,3 +1481,95 @@ fn exit_cause_names_the_signal() {
         other => panic!("expected WorkerDied, got {other:?}"),
     }
 }
+
+/// Fails at a chosen stage, by its value: `1` will not decode (in the worker), `105`
+/// will not encode, `107` will not drop (once encoded).
+#[derive(Debug)]
+struct AtStage(u32);
+
+impl Serialize for AtStage {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        assert!(self.0 != 105, "105 will not encode");
+        s.serialize_u32(self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for AtStage {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = u32::deserialize(d)?;
+        assert!(v != 1, "1 will not decode");
+        Ok(AtStage(v))
+    }
+}
+
+impl Drop for AtStage {
+    fn drop(&mut self) {
+        if self.0 == 107 && !std::thread::panicking() {
+            panic!("107 will not drop");
+        }
+    }
+}
+
+/// `3` will not run.
+fn at_stage(x: AtStage) -> AtStage {
+    assert!(x.0 != 3, "3 will not run");
+    AtStage(x.0 + 100)
+}
+
+// A batch runs under one catch (`panic::catch_each`): panics at four stages of four
+// tasks of one batch fail those four alone, each with its stage's error, and the
+// tasks between and after them give their values — from the same worker.
+#[test]
+fn panics_at_every_stage_of_one_batch_fail_only_their_tasks() {
+    bounded("panics in one batch", SCENARIO, || {
+        let pool = Pool::builder()
+            .workers(1)
+            .chunksize(10)
+            .processes()
+            .expect("pool");
+        let pid = pool.pids()[0];
+        let outcomes: Vec<_> = pool.imap(at_stage, (0..10).map(AtStage)).collect();
+        for (i, outcome) in outcomes.iter().enumerate() {
+            let text = |e: &Error| match e {
+                Error::Panicked { message, .. } => message.clone(),
+                Error::Serialization { message, .. } => message.clone(),
+                other => panic!("task {i}: {other:?}"),
+            };
+            match (i, outcome) {
+                (1, Err(e)) => {
+                    assert!(
+                        matches!(
+                            e,
+                            Error::Serialization {
+                                what: Payload::Arguments,
+                                step: SerdeStep::Deserialize,
+                                ..
+                            }
+                        ),
+                        "{e:?}"
+                    );
+                    assert_eq!(text(e), "panicked: 1 will not decode");
+                }
+                (3, Err(e)) => assert_eq!(text(e), "3 will not run"),
+                (5, Err(e)) => {
+                    assert!(
+                        matches!(
+                            e,
+                            Error::Serialization {
+                                what: Payload::Result,
+                                step: SerdeStep::Serialize,
+                                ..
+                            }
+                        ),
+                        "{e:?}"
+                    );
+                    assert_eq!(text(e), "panicked: 105 will not encode");
+                }
+                (7, Err(e)) => assert_eq!(text(e), "dropping the result: 107 will not drop"),
+                (_, Ok(v)) if ![1, 3, 5, 7].contains(&i) => assert_eq!(v.0, i as u32 + 100),
+                (_, other) => panic!("task {i}: {other:?}"),
+            }
+        }
+        assert_eq!(pool.pids(), [pid], "the worker lived through them all");
+    });
+}

@@ -5,9 +5,10 @@
 use super::clock::TaskClock;
 use super::code_range::CodeRange;
 use super::failure::{TaskFailure, WireResult};
-use super::item::{Out, decode_next, encode_item, push_item};
+use super::item::{Out, SerdeFailure, decode_next_unguarded, push_item};
 use super::spill::AnswerBuf;
 use crate::error::Payload;
+use crate::error::SerdeStep;
 use crate::task::Task;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -124,44 +125,134 @@ fn conjure<F: Copy>() -> F {
 /// once its outcome is encoded and dropped: a worker that dies anywhere in between
 /// (a `Deserialize`, the task, a `Serialize` or a `Drop` that aborts or exits) is
 /// blamed on this task, never on a neighbour and never on nobody.
-fn entry_point<F, Args>(mut args: &[u8], count: u32, out: &mut AnswerBuf<'_>, clock: &TaskClock)
+///
+/// A panic anywhere in a task's stages fails that task alone; the batch runs under
+/// one `catch` ([`crate::panic::catch_each`]), and [`Tasks`] remembers the stage a
+/// panic came from and what it must undo.
+fn entry_point<F, Args>(args: &[u8], count: u32, out: &mut AnswerBuf<'_>, clock: &TaskClock)
 where
     F: Task<Args> + Copy,
     Args: DeserializeOwned,
     F::Output: Serialize,
 {
     let f = conjure::<F>();
-    for _ in 0..count {
-        clock.start_task();
-        let outcome = decode_next::<Args>(&mut args, Payload::Arguments)
-            .map_err(TaskFailure::from)
-            .and_then(|a| crate::panic::catch(|| f.call(a)).map_err(TaskFailure::from));
-        push_outcome(out, outcome);
-        clock.finish_task();
-    }
+    let mut tasks = Tasks::<'_, '_, '_, F::Output> {
+        args,
+        out,
+        clock,
+        args_type: std::any::type_name::<Args>(),
+        stage: Stage::Arguments,
+        mark: 0,
+        held: None,
+        unencodable: None,
+    };
+    crate::panic::catch_each(
+        count as usize,
+        &mut tasks,
+        |tasks, _| tasks.run(f),
+        |tasks, _, caught| tasks.panicked(caught),
+    );
 }
 
-/// Appends one outcome and drops it. A result that fails to encode becomes a
-/// `Serialization` failure; one whose `Drop` panics, a `Panicked` one.
-fn push_outcome<R: Serialize>(out: &mut impl Out, outcome: WireResult<R>) {
-    let mark = out.len();
-    let failure = match encode_item(out, &outcome, Payload::Result) {
-        Ok(()) => crate::panic::catch(|| drop(outcome))
-            .err()
-            .map(|caught| TaskFailure::Panicked {
+/// Where a task of a batch is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Its arguments' `Deserialize` runs.
+    Arguments,
+    /// The task runs.
+    Task,
+    /// Its outcome's `Serialize` runs.
+    Encoding,
+    /// Its outcome's `Drop` runs.
+    Dropping,
+}
+
+/// A batch's tasks as they run in a worker: what a panic's handler needs to know.
+struct Tasks<'a, 'o, 'b, R> {
+    /// The arguments not yet decoded.
+    args: &'a [u8],
+    out: &'o mut AnswerBuf<'b>,
+    clock: &'a TaskClock,
+    /// The arguments' type, for the failure of a `Deserialize` that panics.
+    args_type: &'static str,
+    stage: Stage,
+    /// `out`'s length before this task's outcome.
+    mark: usize,
+    /// The outcome being encoded, kept here so that a panic in its `Serialize` does
+    /// not drop it while unwinding (its `Drop` could panic too, and abort).
+    held: Option<WireResult<R>>,
+    /// The outcome could not be encoded: the failure to report once it is dropped.
+    unencodable: Option<TaskFailure>,
+}
+
+impl<R: Serialize> Tasks<'_, '_, '_, R> {
+    /// Runs the next task through every stage.
+    fn run<F: Task<Args, Output = R>, Args: DeserializeOwned>(&mut self, f: F) {
+        self.clock.start_task();
+        self.mark = self.out.len();
+        self.stage = Stage::Arguments;
+        let outcome = match decode_next_unguarded::<Args>(&mut self.args, Payload::Arguments) {
+            Ok(args) => {
+                self.stage = Stage::Task;
+                Ok(f.call(args))
+            }
+            Err(failure) => Err(TaskFailure::from(failure)),
+        };
+        self.stage = Stage::Encoding;
+        let held = self.held.insert(outcome);
+        if let Err(e) = push_item(&mut *self.out, &*held) {
+            self.unencodable = Some(unencodable::<WireResult<R>>(e.to_string()));
+        }
+        self.stage = Stage::Dropping;
+        drop(self.held.take());
+        if let Some(failure) = self.unencodable.take() {
+            self.replace_outcome(failure);
+        }
+        self.clock.finish_task();
+    }
+
+    /// The current task panicked at its stage: its outcome is that failure.
+    fn panicked(&mut self, caught: crate::panic::Caught) {
+        let failure = match self.stage {
+            Stage::Arguments => TaskFailure::from(SerdeFailure {
+                what: Payload::Arguments,
+                step: SerdeStep::Deserialize,
+                type_name: self.args_type.to_owned(),
+                message: format!("panicked: {}", caught.message),
+            }),
+            Stage::Task => TaskFailure::from(caught),
+            Stage::Encoding => {
+                // Dropped here, its own panic moot: the encoding's is reported.
+                if let Some(outcome) = self.held.take() {
+                    let _ = crate::panic::catch(|| drop(outcome));
+                }
+                unencodable::<WireResult<R>>(format!("panicked: {}", caught.message))
+            }
+            Stage::Dropping => self.unencodable.take().unwrap_or(TaskFailure::Panicked {
                 message: format!("dropping the result: {}", caught.message),
                 location: caught.location,
             }),
-        Err(failure) => {
-            // The outcome is dropped here too; a panic in its `Drop` is moot now.
-            let _ = crate::panic::catch(|| drop(outcome));
-            Some(failure.into())
-        }
-    };
-    if let Some(failure) = failure {
-        out.truncate(mark);
+        };
+        self.replace_outcome(failure);
+        self.clock.finish_task();
+    }
+
+    /// Writes `failure` as the current task's outcome, in place of whatever of it
+    /// was written.
+    fn replace_outcome(&mut self, failure: TaskFailure) {
+        self.out.truncate(self.mark);
         let failure: WireResult<()> = Err(failure);
         // A String-only enum into a growable buffer: cannot fail.
-        let _ = push_item(out, &failure);
+        let _ = push_item(&mut *self.out, &failure);
     }
+}
+
+/// The failure of an outcome whose `Serialize` failed with `message`.
+fn unencodable<T: ?Sized>(message: String) -> TaskFailure {
+    TaskFailure::from(SerdeFailure {
+        what: Payload::Result,
+        step: SerdeStep::Serialize,
+        type_name: std::any::type_name::<T>().to_owned(),
+        message,
+    })
 }

@@ -183,25 +183,30 @@ pub(crate) fn decode_item<T: DeserializeOwned>(
     bytes: &[u8],
     what: Payload,
 ) -> Result<T, SerdeFailure> {
-    let message = match crate::panic::catch(|| super::codec::from_bytes::<T>(bytes)) {
-        Ok(Ok(value)) => return Ok(value),
-        Ok(Err(e)) => e.to_string(),
-        Err(caught) => format!("panicked: {}", caught.message),
-    };
-    Err(SerdeFailure::new::<T>(
-        what,
-        SerdeStep::Deserialize,
-        message,
-    ))
+    crate::panic::catch(|| decode_unguarded::<T>(bytes, what))
+        .unwrap_or_else(|caught| Err(deserialize_panicked::<T>(what, &caught)))
 }
 
-/// Decodes a task's outcome (a `WireResult<R>` item, or its absence): the value, the
-/// task's own failure, or the failure to decode it, named after `R`.
-pub(crate) fn decode_outcome<R: DeserializeOwned>(item: Option<&[u8]>) -> crate::Result<R> {
-    let Some(bytes) = item else {
-        return Err(SerdeFailure::missing::<R>(Payload::Result).into());
-    };
-    match decode_item::<WireResult<R>>(bytes, Payload::Result) {
+/// Decodes one item's bytes as a `T`, not catching a panic: for callers that catch
+/// one for a whole batch (`panic::catch_each`).
+fn decode_unguarded<T: DeserializeOwned>(bytes: &[u8], what: Payload) -> Result<T, SerdeFailure> {
+    super::codec::from_bytes::<T>(bytes)
+        .map_err(|e| SerdeFailure::new::<T>(what, SerdeStep::Deserialize, e.to_string()))
+}
+
+/// The failure of a `T` whose `Deserialize` panicked.
+fn deserialize_panicked<T: ?Sized>(what: Payload, caught: &crate::panic::Caught) -> SerdeFailure {
+    SerdeFailure::new::<T>(
+        what,
+        SerdeStep::Deserialize,
+        format!("panicked: {}", caught.message),
+    )
+}
+
+/// A decoded `WireResult<R>` as the task's outcome; a failure to decode it is named
+/// after `R`.
+fn outcome_of<R>(decoded: Result<WireResult<R>, SerdeFailure>) -> crate::Result<R> {
+    match decoded {
         Ok(outcome) => outcome.map_err(Error::from),
         Err(mut failure) => {
             std::any::type_name::<R>().clone_into(&mut failure.type_name);
@@ -210,7 +215,60 @@ pub(crate) fn decode_outcome<R: DeserializeOwned>(item: Option<&[u8]>) -> crate:
     }
 }
 
+/// Decodes a task's outcome (a `WireResult<R>` item, or its absence): the value, the
+/// task's own failure, or the failure to decode it, named after `R`.
+pub(crate) fn decode_outcome<R: DeserializeOwned>(item: Option<&[u8]>) -> crate::Result<R> {
+    let Some(bytes) = item else {
+        return Err(SerdeFailure::missing::<R>(Payload::Result).into());
+    };
+    outcome_of(decode_item::<WireResult<R>>(bytes, Payload::Result))
+}
+
+/// Decodes the `count` outcomes of a batch off `body`, each as [`decode_outcome`]
+/// would, under one `catch` for the batch: a `Deserialize` that panics fails its
+/// own outcome, and decoding goes on with the next.
+pub(crate) fn decode_outcomes<R: DeserializeOwned>(
+    count: usize,
+    body: &[u8],
+) -> Vec<crate::Result<R>> {
+    let mut state = (Vec::with_capacity(count), body);
+    crate::panic::catch_each(
+        count,
+        &mut state,
+        |(outcomes, body), _| {
+            // `next_item` moves past the item before it is decoded, so a panic
+            // leaves `body` at the next one.
+            let outcome = match next_item(body) {
+                Some(bytes) => {
+                    outcome_of(decode_unguarded::<WireResult<R>>(bytes, Payload::Result))
+                }
+                None => Err(SerdeFailure::missing::<R>(Payload::Result).into()),
+            };
+            outcomes.push(outcome);
+        },
+        |(outcomes, _), _, caught| {
+            let failure = deserialize_panicked::<WireResult<R>>(Payload::Result, &caught);
+            outcomes.push(outcome_of::<R>(Err(failure)));
+        },
+    );
+    debug_assert_eq!(state.0.len(), count, "one outcome per task");
+    state.0
+}
+
+/// Takes the next item off `bytes` and decodes it, not catching a panic (see
+/// [`decode_outcomes`]).
+pub(crate) fn decode_next_unguarded<T: DeserializeOwned>(
+    bytes: &mut &[u8],
+    what: Payload,
+) -> Result<T, SerdeFailure> {
+    match next_item(bytes) {
+        Some(item) => decode_unguarded(item, what),
+        None => Err(SerdeFailure::missing::<T>(what)),
+    }
+}
+
 /// Takes the next item off `bytes` and decodes it.
+#[cfg(test)]
 pub(crate) fn decode_next<T: DeserializeOwned>(
     bytes: &mut &[u8],
     what: Payload,

@@ -2,7 +2,7 @@
 //! offset, and a type-erased sink that decodes the worker's answer; cut apart when
 //! a worker dies under it (`process::parent::recovery` says where).
 
-use super::item::{Out, decode_outcome, encode_item, next_item};
+use super::item::{Out, decode_outcomes, encode_item, next_item};
 use super::shares::{Collector, Share};
 use crate::backend::Batch;
 use crate::error::{Error, Payload, Result};
@@ -27,11 +27,8 @@ struct Typed<R> {
 }
 
 impl<R: DeserializeOwned + Send + 'static> Outcomes for Typed<R> {
-    fn deliver(&self, start: usize, count: usize, mut body: &[u8]) {
-        let results = (0..count)
-            .map(|_| decode_outcome(next_item(&mut body)))
-            .collect();
-        self.sink.put(start, results);
+    fn deliver(&self, start: usize, count: usize, body: &[u8]) {
+        self.sink.put(start, decode_outcomes(count, body));
     }
 
     fn fail(&self, start: usize, count: usize, error: &Error) {
