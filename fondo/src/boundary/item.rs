@@ -177,6 +177,31 @@ pub(crate) fn encode_item<T: Serialize + ?Sized, O: Out + ?Sized>(
     Err(SerdeFailure::new::<T>(what, SerdeStep::Serialize, failure))
 }
 
+/// Appends `value` as one item, not catching a panic: for callers that catch one for
+/// a whole batch (`panic::catch_each`), and undo a panic's partial write themselves.
+/// On an error `out` is left as it was.
+#[inline]
+pub(crate) fn encode_item_unguarded<T: Serialize + ?Sized, O: Out + ?Sized>(
+    out: &mut O,
+    value: &T,
+    what: Payload,
+) -> Result<(), SerdeFailure> {
+    push_item(out, value)
+        .map_err(|e| SerdeFailure::new::<T>(what, SerdeStep::Serialize, e.to_string()))
+}
+
+/// The failure of a `T` whose `Serialize` panicked.
+pub(crate) fn serialize_panicked<T: ?Sized>(
+    what: Payload,
+    caught: &crate::panic::Caught,
+) -> SerdeFailure {
+    SerdeFailure::new::<T>(
+        what,
+        SerdeStep::Serialize,
+        format!("panicked: {}", caught.message),
+    )
+}
+
 /// Decodes one item's bytes as a `T`; an error or a panic in its `Deserialize` is
 /// a failure of this value only.
 pub(crate) fn decode_item<T: DeserializeOwned>(
@@ -189,6 +214,7 @@ pub(crate) fn decode_item<T: DeserializeOwned>(
 
 /// Decodes one item's bytes as a `T`, not catching a panic: for callers that catch
 /// one for a whole batch (`panic::catch_each`).
+#[inline(always)] // per outcome: moving its result out of a call cost more than decoding it
 fn decode_unguarded<T: DeserializeOwned>(bytes: &[u8], what: Payload) -> Result<T, SerdeFailure> {
     super::codec::from_bytes::<T>(bytes)
         .map_err(|e| SerdeFailure::new::<T>(what, SerdeStep::Deserialize, e.to_string()))
@@ -205,6 +231,7 @@ fn deserialize_panicked<T: ?Sized>(what: Payload, caught: &crate::panic::Caught)
 
 /// A decoded `WireResult<R>` as the task's outcome; a failure to decode it is named
 /// after `R`.
+#[inline(always)]
 fn outcome_of<R>(decoded: Result<WireResult<R>, SerdeFailure>) -> crate::Result<R> {
     match decoded {
         Ok(outcome) => outcome.map_err(Error::from),

@@ -2,7 +2,7 @@
 //! offset, and a type-erased sink that decodes the worker's answer; cut apart when
 //! a worker dies under it (`process::parent::recovery` says where).
 
-use super::item::{Out, decode_outcomes, encode_item, next_item};
+use super::item::{Out, decode_outcomes, encode_item_unguarded, next_item, serialize_panicked};
 use super::shares::{Collector, Share};
 use crate::backend::Batch;
 use crate::error::{Error, Payload, Result};
@@ -95,6 +95,63 @@ pub(crate) struct EncodedJob<S: ArgStore> {
     pub(crate) free_reruns: u32,
 }
 
+/// A batch being encoded into jobs: cut where an argument fails (what encoded
+/// before it runs as its own job, keeping each job's indices contiguous) and where
+/// a job's arguments reach half a frame.
+struct Cutting<'s, S: ArgStore> {
+    entry: i64,
+    outcomes: Arc<dyn Outcomes>,
+    store: &'s S,
+    max_frame: usize,
+    jobs: Vec<EncodedJob<S>>,
+    /// The arguments of the job being filled.
+    args: S::Buf,
+    /// Index of its first task.
+    first: usize,
+    /// Its tasks so far.
+    count: u32,
+    /// `args`' length before the argument being encoded.
+    mark: usize,
+    shares: Collector,
+}
+
+impl<S: ArgStore> Cutting<'_, S> {
+    /// Task `index`'s argument was encoded, or failed with `failure`.
+    fn settle(&mut self, index: usize, failure: Option<Error>) {
+        match failure {
+            None => self.count += 1,
+            Some(err) => {
+                self.args.truncate(self.mark);
+                self.flush();
+                self.outcomes.fail(index, 1, &err);
+                self.first = index + 1;
+            }
+        }
+        if self.count > 0 && self.args.len() >= self.max_frame / 2 {
+            self.flush();
+            self.first = index + 1;
+        }
+    }
+
+    /// Ends the job being filled, if it has a task.
+    fn flush(&mut self) {
+        if self.count > 0 {
+            let args = std::mem::replace(&mut self.args, self.store.take());
+            self.jobs.push(EncodedJob {
+                entry: self.entry,
+                args: Arc::new(S::freeze(args)),
+                count: self.count,
+                start: self.first,
+                outcomes: self.outcomes.clone(),
+                shares: self.shares.take(),
+                attempts: 0,
+                free_reruns: 0,
+            });
+        }
+        self.count = 0;
+    }
+}
+
 impl<S: ArgStore> EncodedJob<S> {
     /// Encodes a batch. An argument that fails to encode fails its own task; the
     /// tasks around it still run (as separate jobs, to keep indices contiguous).
@@ -109,59 +166,47 @@ impl<S: ArgStore> EncodedJob<S> {
         Args: Serialize + DeserializeOwned,
         F::Output: Serialize + DeserializeOwned + Send + 'static,
     {
-        let entry = super::entry::offset_of_entry::<F, Args>();
-        let outcomes: Arc<dyn Outcomes> = Arc::new(Typed {
-            sink: batch.sink.clone(),
-        });
-        let mut jobs = Vec::new();
-        let mut args = store.take();
-        let mut first = batch.start;
-        let mut count = 0u32;
-        // `Shared` values the arguments refer to: delivered before the job runs.
-        let shares = Collector::start();
-        let flush = |args: &mut S::Buf, first: usize, count: &mut u32, jobs: &mut Vec<Self>| {
-            if *count > 0 {
-                jobs.push(EncodedJob {
-                    entry,
-                    args: Arc::new(S::freeze(std::mem::replace(args, store.take()))),
-                    count: *count,
-                    start: first,
-                    outcomes: outcomes.clone(),
-                    shares: shares.take(),
-                    attempts: 0,
-                    free_reruns: 0,
-                });
-            }
-            *count = 0;
+        let mut cut = Cutting {
+            entry: super::entry::offset_of_entry::<F, Args>(),
+            outcomes: Arc::new(Typed {
+                sink: batch.sink.clone(),
+            }),
+            store,
+            max_frame,
+            jobs: Vec::new(),
+            args: store.take(),
+            first: batch.start,
+            count: 0,
+            mark: 0,
+            // `Shared` values the arguments refer to: delivered before the job runs.
+            shares: Collector::start(),
         };
-        for (i, item) in batch.items.iter().enumerate() {
-            let index = batch.start + i;
-            let mark = args.len();
-            let failure = match encode_item(&mut args, item, Payload::Arguments) {
-                Ok(()) if args.len() <= max_frame => None,
-                Ok(()) => Some(Error::Protocol(format!(
-                    "arguments of {} bytes exceed the {max_frame}-byte frame limit",
-                    args.len()
-                ))),
-                Err(failure) => Some(failure.into()),
-            };
-            match failure {
-                None => count += 1,
-                Some(err) => {
-                    // What encoded before this item runs as its own job.
-                    args.truncate(mark);
-                    flush(&mut args, first, &mut count, &mut jobs);
-                    outcomes.fail(index, 1, &err);
-                    first = index + 1;
-                }
-            }
-            if count > 0 && args.len() >= max_frame / 2 {
-                flush(&mut args, first, &mut count, &mut jobs);
-                first = index + 1;
-            }
-        }
-        flush(&mut args, first, &mut count, &mut jobs);
-        jobs
+        let start = batch.start;
+        // One panic guard for the batch: a `Serialize` that panics fails its task.
+        crate::panic::catch_each(
+            batch.items.len(),
+            &mut cut,
+            |cut, i| {
+                cut.mark = cut.args.len();
+                let failure =
+                    match encode_item_unguarded(&mut cut.args, &batch.items[i], Payload::Arguments)
+                    {
+                        Ok(()) if cut.args.len() <= max_frame => None,
+                        Ok(()) => Some(Error::Protocol(format!(
+                            "arguments of {} bytes exceed the {max_frame}-byte frame limit",
+                            cut.args.len()
+                        ))),
+                        Err(failure) => Some(failure.into()),
+                    };
+                cut.settle(start + i, failure);
+            },
+            |cut, i, caught| {
+                let failure = serialize_panicked::<Args>(Payload::Arguments, &caught);
+                cut.settle(start + i, Some(failure.into()));
+            },
+        );
+        cut.flush();
+        cut.jobs
     }
 
     /// Splits off tasks `at..` into a second job; `None` if the arguments are unreadable.
