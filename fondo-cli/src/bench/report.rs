@@ -336,10 +336,9 @@ pub fn count(n: usize) -> String {
     }
 }
 
-/// The overhead figures of the process pool, with the floors beside them, and
-/// CPython's when `with_cpython` (CPython ran).
-pub fn overhead_table(f: &Figures, sizes: &Sizes, goals: &[Goal], with_cpython: bool) -> Table {
-    let headers = if with_cpython {
+/// The columns of a table of figures: CPython's beside fondo's when it ran.
+fn figure_headers(with_cpython: bool) -> Vec<&'static str> {
+    if with_cpython {
         vec![
             "<figure",
             ">median",
@@ -351,8 +350,15 @@ pub fn overhead_table(f: &Figures, sizes: &Sizes, goals: &[Goal], with_cpython: 
         ]
     } else {
         vec!["<figure", ">median", ">best", ">goal", "<"]
-    };
-    let mut t = Table::new(headers).indent("").solid_rule();
+    }
+}
+
+/// The overhead figures of the process pool, with the floors beside them, and
+/// CPython's when `with_cpython` (CPython ran).
+pub fn overhead_table(f: &Figures, sizes: &Sizes, goals: &[Goal], with_cpython: bool) -> Table {
+    let mut t = Table::new(figure_headers(with_cpython))
+        .indent("")
+        .solid_rule();
     let goal = |id: &str| goals.iter().find(|g| g.id == id);
     let mib = sizes.payload_bytes >> 20;
     let rows: [(&str, &str, &str, Option<&str>); 14] = [
@@ -860,20 +866,9 @@ pub fn sharing_table(f: &Figures, sizes: &Sizes, goals: &[Goal], with_cpython: b
 /// A table of groups of lines (a gap between groups), with CPython's figure of the
 /// same name beside each `fondo_processes` figure when `with_cpython`.
 fn lines_table(f: &Figures, goals: &[Goal], with_cpython: bool, groups: Vec<Vec<Line>>) -> Table {
-    let headers = if with_cpython {
-        vec![
-            "<figure",
-            ">median",
-            ">best",
-            ">CPython",
-            ">vs CPython",
-            ">goal",
-            "<",
-        ]
-    } else {
-        vec!["<figure", ">median", ">best", ">goal", "<"]
-    };
-    let mut t = Table::new(headers).indent("").solid_rule();
+    let mut t = Table::new(figure_headers(with_cpython))
+        .indent("")
+        .solid_rule();
     let goal = |id: &str| goals.iter().find(|g| g.id == id);
     for group in groups {
         let mut first = true;
