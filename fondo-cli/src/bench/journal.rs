@@ -10,7 +10,7 @@
 //! and the 10 µs figures again on a pool with `chunksize(200)`: the journal keeps to
 //! a pool's chunksize, so with one set both sides cut the work alike and the
 //! difference is the journal's own work (without, `map`'s guided chunks start at an
-//! eighth of the work each, the journal's at ≈ 2 ms of it). Journals are removed
+//! eighth of the work each, the journal's at ≈ 5 ms of it). Journals are removed
 //! as soon as they are measured.
 
 use super::stats::{BoxError, Unit, timed};

@@ -34,8 +34,8 @@
 //!   panic — loses none of them. What it loses are the tasks it had handed to workers
 //!   and not yet got back: at most `workers × (prefetch + 2) × chunk` tasks (the
 //!   pool's `prefetch`, 2 unless set; `chunk` the pool's `chunksize` if set, else sized
-//!   so that a chunk is about 2 ms of work, at most 4096 tasks): a few milliseconds
-//!   of work per worker.
+//!   so that a chunk is about 5 ms of work, at most 4096 tasks): some 20 ms of work
+//!   per worker.
 //! - **A crash of the machine loses at most the last [`sync_every`](Journal::sync_every)
 //!   (200 ms unless set).** The file is flushed to disk (`fdatasync`) that often while
 //!   results come in, by a thread of its own, and once more before `map` returns. Power
