@@ -458,7 +458,12 @@ fn a_terminated_pool_keeps_what_arrived() {
     let pool = threads();
     let e = std::thread::scope(|s| {
         s.spawn(|| {
-            std::thread::sleep(Duration::from_millis(100));
+            // Once some tasks have run (opening the journal hashes this executable
+            // first, which takes a while in a debug build).
+            let end = std::time::Instant::now() + Duration::from_secs(30);
+            while RUNS.load(Ordering::SeqCst) < 50 && std::time::Instant::now() < end {
+                std::thread::sleep(Duration::from_millis(1));
+            }
             pool.terminate();
         });
         Journal::open(&t.0)
@@ -467,9 +472,22 @@ fn a_terminated_pool_keeps_what_arrived() {
             .unwrap_err()
     });
     assert!(matches!(e, Error::Terminated), "{e:?}");
+    // A worker thread cannot be killed, and `join` does not wait for a terminated
+    // pool's: one in the middle of a batch finishes it unseen. Wait until no task
+    // has run for 200 ms (tasks take 1 ms) before counting what the rerun runs.
+    let mut seen = RUNS.load(Ordering::SeqCst);
+    let end = std::time::Instant::now() + Duration::from_secs(30);
+    while std::time::Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(200));
+        let now = RUNS.load(Ordering::SeqCst);
+        if now == seen {
+            break;
+        }
+        seen = now;
+    }
     let done = Journal::inspect(&t.0).unwrap().maps[0].done.len();
     let ran = RUNS.swap(0, Ordering::SeqCst);
-    assert!(done > 0 && done < 5000, "{done}");
+    assert!(done > 0 && done < 5000, "done {done} ran {ran}");
     assert!(ran >= done);
     let v = Journal::open(&t.0)
         .unwrap()
