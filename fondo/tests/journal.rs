@@ -278,14 +278,7 @@ struct Tally {
 fn a_journaled_map_killed_at_random_and_rerun_gives_every_result_once() {
     let full = std::env::var_os("FONDO_FULL").is_some_and(|v| v == "1");
     let cycles = if full { 25 } else { 4 };
-    let seed = std::env::var("FONDO_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64)
-        });
+    let seed = common::seed();
     eprintln!(
         "journal kill test: seed {seed} (FONDO_SEED={seed} repeats it), {cycles} cycles of {N} tasks"
     );

@@ -259,6 +259,18 @@ pub fn become_subreaper() {
     });
 }
 
+/// A random test's seed: `FONDO_SEED` when set (to repeat a run), else the clock.
+pub fn seed() -> u64 {
+    std::env::var("FONDO_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+        })
+}
+
 /// A one-shot [`Watchdog`]: aborts the test binary with a message naming `what` unless dropped within
 /// `limit`: for blocking calls that have no timeout of their own (`map`, `imap`,
 /// dropping a pool). Written straight to fd 2, past the harness's capture.
