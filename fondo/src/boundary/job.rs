@@ -14,8 +14,9 @@ use std::sync::Arc;
 
 /// Decodes a worker's encoded outcomes into a typed sink.
 pub(crate) trait Outcomes: Send + Sync {
-    /// Decodes `count` outcomes from `body` and delivers them from index `start`.
-    fn deliver(&self, start: usize, count: usize, body: &[u8]);
+    /// Decodes `count` outcomes from `body` and delivers them from index `start`,
+    /// calling `decoded` between the two (before anyone waiting can wake).
+    fn deliver(&self, start: usize, count: usize, body: &[u8], decoded: &mut dyn FnMut());
     /// Fails tasks `start .. start + count`.
     fn fail(&self, start: usize, count: usize, error: &Error);
     /// The cancel ticket of the submission, if it has one (`cancel.rs`).
@@ -27,8 +28,10 @@ struct Typed<R> {
 }
 
 impl<R: DeserializeOwned + Send + 'static> Outcomes for Typed<R> {
-    fn deliver(&self, start: usize, count: usize, body: &[u8]) {
-        self.sink.put(start, decode_outcomes(count, body));
+    fn deliver(&self, start: usize, count: usize, body: &[u8], decoded: &mut dyn FnMut()) {
+        let outcomes = decode_outcomes(count, body);
+        decoded();
+        self.sink.put(start, outcomes);
     }
 
     fn fail(&self, start: usize, count: usize, error: &Error) {
@@ -261,15 +264,20 @@ impl<S: ArgStore> EncodedJob<S> {
         self.outcomes.fail(self.start, self.count as usize, error);
     }
 
-    /// Delivers the worker's encoded outcomes.
-    pub(crate) fn deliver(&self, count: u32, body: &[u8]) -> Result<()> {
+    /// Delivers the worker's encoded outcomes. The job's hold on its shared values
+    /// ends once the outcomes are decoded (a result may name one) and before the
+    /// caller wakes: a caller that then drops its last handle makes the very next
+    /// job tell the worker to forget the value.
+    pub(crate) fn deliver(&mut self, count: u32, body: &[u8]) -> Result<()> {
         if count != self.count {
             return Err(Error::Protocol(format!(
                 "worker returned {count} outcomes for a job of {}",
                 self.count
             )));
         }
-        self.outcomes.deliver(self.start, count as usize, body);
+        let shares = &mut self.shares;
+        self.outcomes
+            .deliver(self.start, count as usize, body, &mut || shares.clear());
         Ok(())
     }
 }

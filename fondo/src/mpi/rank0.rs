@@ -308,7 +308,7 @@ fn deliver(ranks: &mut [Rank], src: i32, msg: &[u8], clock: &mut u64) -> usize {
     let Some(pos) = r.inflight.iter().position(|(j, _)| *j == id) else {
         return 0;
     };
-    let Some((_, job)) = r.inflight.remove(pos) else {
+    let Some((_, mut job)) = r.inflight.remove(pos) else {
         return 0;
     };
     *clock += 1;

@@ -235,7 +235,7 @@ fn encode<F: crate::task::Task<(u64,), Output = Output> + Copy>(
 
 /// The parent's side of a `Done`: the count check, then the typed result decoder.
 fn deliver(expected: u32, count: u32, body: &[u8]) -> Result<Vec<Output>> {
-    let (job, sink) = job(expected)?;
+    let (mut job, sink) = job(expected)?;
     job.deliver(count, body)?;
     let mut got = std::mem::take(&mut *sink.0.lock().unwrap_or_else(PoisonError::into_inner));
     got.sort_by_key(|(i, _)| *i);

@@ -136,7 +136,7 @@ impl Slot {
                     _ => None,
                 }
             };
-            let done =
+            let mut done =
                 done.ok_or_else(|| Error::Protocol(format!("answer for unknown job {job}")))?;
             // Deliver without the state lock: sinks may run user callbacks.
             let delivered = done.job.deliver(count, body);

@@ -93,9 +93,6 @@ impl SlotState {
         (0..LANES).find(|&lane| self.inflight.iter().all(|f| f.lane != Some(lane)))
     }
 
-    /// Queues job `id` for the worker: its arguments where they are when in the
-    /// pool's arena, through a free down lane when big, else inline. Returns the lane
-    /// used.
     /// Queues what the worker needs before job `job` and does not have yet: the
     /// shared values its arguments name (each with its memfd); and tells it to
     /// forget those whose last handle the parent dropped.
@@ -120,6 +117,9 @@ impl SlotState {
         Ok(())
     }
 
+    /// Queues job `id` for the worker: its arguments where they are when in the
+    /// pool's arena, through a free down lane when big, else inline. Returns the lane
+    /// used.
     fn send(&mut self, id: u64, job: &ProcJob, max_frame: usize) -> Result<Option<usize>> {
         self.deliver_shares(job, max_frame)?;
         if let Some((slot, len)) = job.args.in_arena().filter(|_| self.arena) {
