@@ -1095,11 +1095,10 @@ fn exactly_once_tasks() -> usize {
 fn exactly_once_map() {
     let n = exactly_once_tasks();
     // Auto chunks (n / 8 tasks each): rare kills; then small chunks, frequent kills.
-    // A job reports only when whole: with 125k-task chunks (CI's full size) kills
-    // every 150 ms — and, with the other tests running beside it, every second —
-    // sometimes kept a chunk from ever finishing (RELIABILITY.md, "Open bugs"). Until
-    // that is fixed this phase runs at the quick size (chunks of 12.5k tasks).
-    exactly_once(Via::Map, n.min(100_000), None, Duration::from_millis(150));
+    // At CI's full size a kill that lands while a 125k-task chunk is reported cuts
+    // it into 125k single-task jobs: the cut that once took the supervisor minutes
+    // (one pass over the arguments per piece) and hung this test.
+    exactly_once(Via::Map, n, None, Duration::from_millis(150));
     exactly_once(Via::Map, n / 10, Some(7), Duration::from_millis(7));
 }
 
