@@ -255,13 +255,17 @@ impl<J> JobQueue<J> {
         job
     }
 
-    /// Puts a job back at the front (work a dead worker never started).
-    pub(crate) fn push_front(&self, job: J) -> Result<(), (Error, J)> {
+    /// Puts jobs back at the front, first job first (work a dead worker never
+    /// started, or that waited in a busy worker's pipeline). One lock and one
+    /// wake-up for them all: a death can hand back a job cut into 100k pieces.
+    pub(crate) fn push_front(&self, jobs: Vec<J>) -> Result<(), (Error, Vec<J>)> {
         let mut st = self.lock();
         if let Some(error) = st.refusal().filter(|_| st.phase.is_stopped()) {
-            return Err((error, job));
+            return Err((error, jobs));
         }
-        st.jobs.push_front(job);
+        for job in jobs.into_iter().rev() {
+            st.jobs.push_front(job);
+        }
         self.publish(st);
         Ok(())
     }
@@ -416,5 +420,32 @@ mod tests {
         assert!(refused.load(Ordering::Relaxed));
         drop(submission);
         assert_eq!(queue.phase(), Phase::Terminated);
+    }
+
+    /// A job known by its number.
+    #[derive(Debug, PartialEq)]
+    struct Numbered(u32);
+
+    impl Refusable for Numbered {
+        fn refuse(self, _: &Error) {}
+    }
+
+    #[test]
+    fn jobs_put_back_go_first_in_their_order_until_the_pool_stops() {
+        let queue = JobQueue::default();
+        assert!(queue.offer([Numbered(9)]));
+        queue
+            .push_front(vec![Numbered(1), Numbered(2), Numbered(3)])
+            .expect("an open pool takes them back");
+        let order: Vec<u32> = std::iter::from_fn(|| queue.try_pop())
+            .map(|n| n.0)
+            .collect();
+        assert_eq!(order, [1, 2, 3, 9]);
+        queue.terminate();
+        let (error, back) = queue
+            .push_front(vec![Numbered(4)])
+            .expect_err("a terminated pool takes nothing back");
+        assert_eq!(back, [Numbered(4)], "handed back to be failed");
+        assert!(matches!(error, Error::Terminated), "{error:?}");
     }
 }

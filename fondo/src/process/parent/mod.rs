@@ -189,8 +189,8 @@ impl Shared {
         if jobs.is_empty() {
             return;
         }
-        for job in jobs.into_iter().rev() {
-            if let Err((error, job)) = self.queue.push_front(job) {
+        if let Err((error, jobs)) = self.queue.push_front(jobs) {
+            for job in jobs {
                 job.fail(&error);
             }
         }
