@@ -415,10 +415,18 @@ impl Slot {
         let Some(progress) = st.progress.clone() else {
             return Vec::new();
         };
-        let Some(claimed) = progress.revoke(st.sent_jobs) else {
-            return Vec::new();
-        };
-        take_from(&mut st, claimed)
+        loop {
+            if let Some(claimed) = progress.revoke(st.sent_jobs) {
+                return take_from(&mut st, claimed);
+            }
+            // Nothing waits, or the worker claimed a job while we looked: giving
+            // up then left the rest behind a long task with nothing to retry the
+            // take-back (a stage test stalled there 1 run in ~40). Each retry
+            // follows a claim, so this ends.
+            if progress.unclaimed(st.sent_jobs) == 0 {
+                return Vec::new();
+            }
+        }
     }
 
     /// Takes back every job of the pipeline the worker has not claimed yet, if one
