@@ -18,6 +18,8 @@
 //! should a regression let a secure launch start workers, each would otherwise run
 //! every test here, and launch copies of copies.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
@@ -124,7 +126,7 @@ impl Scratch {
     /// A copy of this test binary named `name`.
     fn copy_of_this_binary(&self, name: &str) -> PathBuf {
         let copy = self.path(name);
-        std::fs::copy(std::env::current_exe().expect("current_exe"), &copy).expect("copy");
+        common::copy_executable(&std::env::current_exe().expect("current_exe"), &copy);
         copy
     }
 

@@ -439,9 +439,12 @@ fn a_journal_is_refused_by_another_executable() {
     let size = std::fs::metadata(&journal).expect("journal").len();
     // The same program, one byte longer: another executable.
     let changed = dir.0.join("changed");
+    // Written here, then copied by `cp` (see `copy_executable`).
+    let draft = dir.0.join("changed.draft");
     let mut bytes = std::fs::read(&bin).expect("read helper");
     bytes.push(b'x');
-    std::fs::write(&changed, &bytes).expect("write copy");
+    std::fs::write(&draft, &bytes).expect("write the changed program");
+    common::copy_executable(&draft, &changed);
     std::fs::set_permissions(
         &changed,
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
@@ -462,7 +465,7 @@ fn a_journal_is_refused_by_another_executable() {
     );
     // An exact copy elsewhere is the same executable.
     let copy = dir.0.join("copy");
-    std::fs::copy(&bin, &copy).expect("copy helper");
+    common::copy_executable(&bin, &copy);
     let accepted = run_helper(&copy, &[journal_arg, "200"], None, None, &err);
     assert!(accepted.success, "{}", accepted.stderr);
     assert!(

@@ -12,7 +12,7 @@ pub mod gate;
 #[allow(unused_imports)]
 pub use gate::{Gate, TempDir, eventually, gated};
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Once};
@@ -408,4 +408,17 @@ pub fn output_within(mut cmd: Command, limit: Duration) -> std::process::Output 
         stdout: out.next().unwrap_or_default(),
         stderr: out.next().unwrap_or_default(),
     }
+}
+
+/// Copies an executable file in a child process (`cp`). A file this process has open
+/// for writing is, for a moment, open in every child another test thread forks then
+/// (until it execs), and running the file fails meanwhile with "text file busy"
+/// (ETXTBSY): a copy made in-process failed `hostile_launch.rs` so, once in a few runs.
+pub fn copy_executable(from: &Path, to: &Path) {
+    let status = Command::new("cp")
+        .arg(from)
+        .arg(to)
+        .status()
+        .expect("run cp");
+    assert!(status.success(), "cp {from:?} {to:?}: {status}");
 }
