@@ -141,22 +141,8 @@ fn steps(
     measured: impl FnOnce() -> Result<[Vec<f64>; 4], BoxError>,
 ) {
     let units = [Unit::Millis, Unit::Millis, Unit::Millis, Unit::Bytes];
-    let mut figures: Option<[Vec<f64>; 4]> = None;
-    let mut measured = Some(measured);
-    for (k, (name, unit)) in names.into_iter().zip(units).enumerate() {
-        if name.is_empty() {
-            continue;
-        }
-        r.step(name, PROC, Some(2), unit, || {
-            if let Some(m) = measured.take() {
-                figures = Some(m()?);
-            }
-            figures
-                .as_mut()
-                .map(|f| std::mem::take(&mut f[k]))
-                .ok_or_else(|| format!("not measured: see {}", names[0]).into())
-        });
-    }
+    let figures = std::array::from_fn(|k| (names[k], units[k]));
+    r.steps_together(figures, PROC, Some(2), measured);
 }
 
 /// Measures every figure of this module.

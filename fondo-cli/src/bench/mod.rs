@@ -314,6 +314,36 @@ impl Runner {
         }
         self.pb.inc(1);
     }
+
+    /// Records `N` figures of one measurement (`measured`, run in the first step,
+    /// gives each figure's samples), so figures compared with each other are
+    /// sampled in turns and see the same machine. A figure with an empty name is
+    /// left out.
+    pub fn steps_together<const N: usize>(
+        &mut self,
+        figures: [(&str, Unit); N],
+        system: &str,
+        workers: Option<usize>,
+        measured: impl FnOnce() -> Result<[Vec<f64>; N], BoxError>,
+    ) {
+        let first = figures[0].0;
+        let mut samples: Option<[Vec<f64>; N]> = None;
+        let mut measured = Some(measured);
+        for (k, (name, unit)) in figures.into_iter().enumerate() {
+            if name.is_empty() {
+                continue;
+            }
+            self.step(name, system, workers, unit, || {
+                if let Some(m) = measured.take() {
+                    samples = Some(m()?);
+                }
+                samples
+                    .as_mut()
+                    .map(|f| std::mem::take(&mut f[k]))
+                    .ok_or_else(|| format!("not measured: see {first}").into())
+            });
+        }
+    }
 }
 
 #[derive(Serialize)]

@@ -138,24 +138,40 @@ fn warm_pool() -> Result<(Pool<Processes>, Shared<[f64]>), BoxError> {
     Ok((pool, tiny))
 }
 
-/// Microseconds of the first `apply` with `share` (or, without, with a `u64`) on a
-/// fresh warm pool: the median of 5 pools.
-fn first_apply(share: Option<&Shared<[f64]>>) -> Result<f64, BoxError> {
-    let mut times = Vec::with_capacity(5);
-    for _ in 0..5 {
-        let (pool, _warm) = warm_pool()?;
-        let (t, got) = match share {
-            Some(s) => timed(|| pool.apply(share_len, (s.clone(),))),
-            None => timed(|| pool.apply(echo, (7,))),
-        };
-        let want = share.map_or(7, |s| s.len() as u64);
-        if got? != want {
-            return Err("the first apply returned a wrong value".into());
+/// Microseconds of the first `apply` on a fresh warm pool: the median of 5
+/// pools, for each of no share (a `u64` where the share's id would be) and
+/// `shares`. The cases take turns pool by pool, so their ratios compare the same
+/// moments of a noisy machine (one after the other, a busy spell during one case
+/// made 1 GiB ÷ 64 MiB read 1.9× in one run and 0.65× in the next).
+fn first_applies<const N: usize>(shares: [&Shared<[f64]>; N]) -> Result<Vec<f64>, BoxError> {
+    const POOLS: usize = 5;
+    let mut times = vec![Vec::with_capacity(POOLS); N + 1];
+    for _ in 0..POOLS {
+        for (case, times) in times.iter_mut().enumerate() {
+            let (pool, _warm) = warm_pool()?;
+            let (t, got, want) = match case.checked_sub(1).map(|i| shares[i]) {
+                Some(s) => {
+                    let (t, got) = timed(|| pool.apply(share_len, (s.clone(),)));
+                    (t, got?, s.len() as u64)
+                }
+                None => {
+                    let (t, got) = timed(|| pool.apply(echo, (7,)));
+                    (t, got?, 7)
+                }
+            };
+            if got != want {
+                return Err("the first apply returned a wrong value".into());
+            }
+            times.push(t * 1e6);
         }
-        times.push(t * 1e6);
     }
-    times.sort_by(f64::total_cmp);
-    Ok(times[times.len() / 2])
+    Ok(times
+        .iter_mut()
+        .map(|t| {
+            t.sort_by(f64::total_cmp);
+            t[t.len() / 2]
+        })
+        .collect())
 }
 
 /// GB/s of both workers summing `data`, half each.
@@ -305,21 +321,27 @@ fn shared_array(r: &mut Runner, sizes: &Sizes) {
     ));
     let small = share(sizes.shared_small_bytes);
     let big = share(sizes.shared_big_bytes);
-    for (which, data) in [("none", None), ("small", Some(&small)), ("big", Some(&big))] {
-        r.step(
-            &format!("shared_first_apply_{which}"),
-            PROC,
-            Some(2),
-            Unit::Micros,
-            || match data {
-                None => sample(repeat, || first_apply(None)),
-                Some(data) => {
-                    let data = data.as_ref().map_err(Clone::clone)?;
-                    sample(repeat, || first_apply(Some(data)))
+    r.steps_together(
+        [
+            ("shared_first_apply_none", Unit::Micros),
+            ("shared_first_apply_small", Unit::Micros),
+            ("shared_first_apply_big", Unit::Micros),
+        ],
+        PROC,
+        Some(2),
+        || {
+            let small = small.as_ref().map_err(Clone::clone)?;
+            let big = big.as_ref().map_err(Clone::clone)?;
+            first_applies([small, big])?; // untimed, as `sample`'s first run
+            let mut cases: [Vec<f64>; 3] = Default::default();
+            for _ in 0..repeat {
+                for (case, t) in cases.iter_mut().zip(first_applies([small, big])?) {
+                    case.push(t);
                 }
-            },
-        );
-    }
+            }
+            Ok(cases)
+        },
+    );
     drop(small);
     r.step("shared_scan", PROC, Some(2), Unit::GbPerSec, || {
         let data = big.as_ref().map_err(Clone::clone)?;
