@@ -4,7 +4,8 @@
 //! (`job`), how one value is encoded and what a user's `Serialize` or
 //! `Deserialize` may do to it (`item`, `codec`), how a big value moves into shared
 //! memory as it is encoded (`spill`), why a task failed on the far side
-//! (`failure`), where a worker stamps the stages of its tasks (`clock`), and how an executable
+//! (`failure`), how a worker frees a forgotten share without holding up its next job
+//! (`release`), where a worker stamps the stages of its tasks (`clock`), and how an executable
 //! or a value is named alike on every machine (`digest`).
 //!
 //! The process and MPI backends both build on this layer; neither reaches into the
@@ -18,5 +19,6 @@ pub(crate) mod entry;
 pub(crate) mod failure;
 pub(crate) mod item;
 pub(crate) mod job;
+pub(crate) mod release;
 pub(crate) mod shares;
 pub(crate) mod spill;

@@ -132,7 +132,8 @@ pub struct Share {
     id: u64,
     /// The value's bytes (postcard for a serde value, raw for a slice).
     bytes: FrozenBytes,
-    /// Parent side: the sealed memfd workers map (MPI ranks get the bytes instead).
+    /// The sealed memfd: the parent hands it to workers (MPI ranks get the bytes
+    /// instead); a worker keeps it so that unmapping frees nothing ([`Share::release`]).
     fd: Option<OwnedFd>,
     /// The decoded value: the parent's own; in a worker, decoded at the first use.
     value: OnceLock<std::result::Result<Box<dyn Any + Send + Sync>, String>>,
@@ -179,12 +180,13 @@ impl Share {
         Ok(share)
     }
 
-    /// A share received from the parent (worker side), registered under `id`.
-    pub(crate) fn receive(id: u64, bytes: FrozenBytes) -> Arc<Share> {
+    /// A share received from the parent (worker side), registered under `id`;
+    /// `fd` is the memfd `bytes` maps, if it came as one.
+    pub(crate) fn receive(id: u64, bytes: FrozenBytes, fd: Option<OwnedFd>) -> Arc<Share> {
         let share = Arc::new(Share {
             id,
             bytes,
-            fd: None,
+            fd,
             value: OnceLock::new(),
         });
         registry().insert(id, share.clone());
@@ -193,6 +195,23 @@ impl Share {
 
     pub(crate) fn id(&self) -> u64 {
         self.id
+    }
+
+    /// Ends a share nobody holds any more (worker side). Its mapping goes now — the
+    /// worker is told to forget a share before its next job, and by then the share
+    /// is gone from its address space — but its memory is freed on the releasing
+    /// thread (`release.rs`): closing the last reference to a big memfd, or freeing
+    /// a big buffer or decoded value, takes time proportional to its size.
+    fn release(self) {
+        let Share {
+            bytes, fd, value, ..
+        } = self;
+        match bytes {
+            // Unmapped here: the descriptor, closed later, keeps the pages alive.
+            mapped @ FrozenBytes::Mapped { .. } if fd.is_some() => drop(mapped),
+            other => super::release::drop_later(Box::new(other)),
+        }
+        super::release::drop_later(Box::new((fd, value)));
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -267,7 +286,13 @@ impl Registry {
     /// Forgets share `id` (the parent's last handle went): its memory goes once
     /// the tasks still holding it are done.
     pub(crate) fn forget(&self, id: u64) {
-        self.lock().remove(&id);
+        let known = self.lock().remove(&id);
+        // A task still holding it frees it when done, wherever; else it ends here.
+        if let Some(Known::Received(share)) = known
+            && let Some(share) = Arc::into_inner(share)
+        {
+            share.release();
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Known>> {
@@ -436,7 +461,7 @@ mod tests {
 
     #[test]
     fn a_value_decodes_once_and_checks_its_type() {
-        let share = Share::receive(u64::MAX - 7, FrozenBytes::from_heap(&[5]));
+        let share = Share::receive(u64::MAX - 7, FrozenBytes::from_heap(&[5]), None);
         let mut calls = 0;
         let v = share.value(|b| {
             calls += 1;

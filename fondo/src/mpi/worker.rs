@@ -104,7 +104,7 @@ pub(crate) fn serve(world: &SimpleCommunicator, exe: Result<ExeDigest>) -> i32 {
                 // messages that the same (any-tag) probe matches.
                 TAG_SHARE => match parse_share(&msg) {
                     Ok((id, bytes)) => {
-                        Share::receive(id, FrozenBytes::from_heap(bytes));
+                        Share::receive(id, FrozenBytes::from_heap(bytes), None);
                     }
                     Err(e) => fatal(world, &e.to_string()),
                 },

@@ -274,13 +274,14 @@ fn serve(spec: &str) -> Result<()> {
             }
             ToWorker::Shutdown => break,
             ToWorker::Share { id, len: 0 } => {
-                Share::receive(id, FrozenBytes::Empty);
+                Share::receive(id, FrozenBytes::Empty, None);
             }
             ToWorker::Share { id, len } => {
                 let fd = link.reader.take_descriptor().ok_or_else(|| {
                     Error::Protocol(format!("shared value {id} came without its memory"))
                 })?;
-                Share::receive(id, FrozenBytes::map(fd.as_fd(), body_len(len)?)?);
+                let bytes = FrozenBytes::map(fd.as_fd(), body_len(len)?)?;
+                Share::receive(id, bytes, Some(fd));
             }
             ToWorker::Forget { id } => shares::registry().forget(id),
             _ if answers.claim_next() == Claim::Skip => {
