@@ -21,8 +21,18 @@ use common::{alive, become_subreaper, example, processes};
 /// Starts `bin args` as the leader of a new process group, stdout piped.
 fn start(bin: &PathBuf, args: &[&str]) -> Child {
     become_subreaper();
-    Command::new(bin)
-        .args(args)
+    let mut cmd = Command::new(bin);
+    // SAFETY: runs in the forked child before exec and only calls `signal`, which is
+    // async-signal-safe. A launcher that ignores SIGINT (as a non-interactive shell
+    // does for a job it puts in the background) passes that on through exec; these
+    // programs are to meet Ctrl-C as a terminal's foreground program does.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            Ok(())
+        });
+    }
+    cmd.args(args)
         .process_group(0)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
