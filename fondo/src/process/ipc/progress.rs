@@ -181,6 +181,22 @@ impl Progress {
             .ok()
             .map(|_| sent - u64::from(waiting))
     }
+
+    /// Parent: as [`revoke`](Self::revoke), but trying again whenever the worker
+    /// dealt with a job meanwhile, so that no job is left waiting: `None` only if
+    /// none was. (Giving up on a lost race left a short job behind a long one with
+    /// nothing to retry the take-back until the long one ended.) Each retry follows a
+    /// claim, so this ends.
+    pub(crate) fn revoke_all(&self, sent: u64) -> Option<u64> {
+        loop {
+            if let Some(dealt) = self.revoke(sent) {
+                return Some(dealt);
+            }
+            if self.unclaimed(sent) == 0 {
+                return None;
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -188,6 +204,55 @@ mod tests {
     use super::*;
     use std::sync::Arc;
     use std::sync::atomic::AtomicBool;
+
+    /// The parent takes back what waits while the worker claims job after job: the
+    /// take-back's compare-exchange keeps meeting the worker's, and whatever it
+    /// loses, it must not give up while jobs still wait.
+    #[test]
+    fn a_take_back_racing_claims_leaves_nothing_waiting() {
+        const JOBS: u64 = 1024;
+        let page = Arc::new(Progress::create().expect("page"));
+        let go = Arc::new(std::sync::Barrier::new(2));
+        let rounds = 1_000u64;
+        let worker = {
+            let (page, go) = (page.clone(), go.clone());
+            std::thread::spawn(move || {
+                for round in 0..rounds {
+                    go.wait();
+                    for seq in round * JOBS..(round + 1) * JOBS {
+                        let _ = page.claim(seq);
+                    }
+                }
+            })
+        };
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        for round in 0..rounds {
+            let sent = (round + 1) * JOBS;
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            go.wait();
+            // Land somewhere in the worker's stream of claims.
+            for _ in 0..rng % 2048 {
+                std::hint::spin_loop();
+            }
+            let dealt = page.revoke_all(sent);
+            assert!(
+                dealt.is_some() || page.unclaimed(sent) == 0,
+                "round {round}: gave up with jobs still waiting"
+            );
+            // The worker deals with the rest (skipping them) before the next round.
+            let t0 = std::time::Instant::now();
+            while page.unclaimed(sent) != 0 {
+                assert!(
+                    t0.elapsed().as_secs() < 10,
+                    "round {round}: the worker stopped"
+                );
+                std::hint::spin_loop();
+            }
+        }
+        worker.join().expect("worker");
+    }
 
     /// Worker and parent race over `jobs` jobs from `start` (job numbers near the
     /// 2³² wrap when asked): every job is run by the worker or taken back by the

@@ -415,17 +415,9 @@ impl Slot {
         let Some(progress) = st.progress.clone() else {
             return Vec::new();
         };
-        loop {
-            if let Some(claimed) = progress.revoke(st.sent_jobs) {
-                return take_from(&mut st, claimed);
-            }
-            // Nothing waits, or the worker claimed a job while we looked: giving
-            // up then left the rest behind a long task with nothing to retry the
-            // take-back (a stage test stalled there 1 run in ~40). Each retry
-            // follows a claim, so this ends.
-            if progress.unclaimed(st.sent_jobs) == 0 {
-                return Vec::new();
-            }
+        match progress.revoke_all(st.sent_jobs) {
+            Some(claimed) => take_from(&mut st, claimed),
+            None => Vec::new(),
         }
     }
 
