@@ -288,10 +288,7 @@ pub(crate) fn decode_next_unguarded<T: DeserializeOwned>(
     bytes: &mut &[u8],
     what: Payload,
 ) -> Result<T, SerdeFailure> {
-    match next_item(bytes) {
-        Some(item) => decode_unguarded(item, what),
-        None => Err(SerdeFailure::missing::<T>(what)),
-    }
+    decode_unguarded(next_of::<T>(bytes, what)?, what)
 }
 
 /// Takes the next item off `bytes` and decodes it.
@@ -300,10 +297,12 @@ pub(crate) fn decode_next<T: DeserializeOwned>(
     bytes: &mut &[u8],
     what: Payload,
 ) -> Result<T, SerdeFailure> {
-    match next_item(bytes) {
-        Some(item) => decode_item(item, what),
-        None => Err(SerdeFailure::missing::<T>(what)),
-    }
+    decode_item(next_of::<T>(bytes, what)?, what)
+}
+
+/// The next item off `bytes`, or the failure of a `T` that is missing.
+fn next_of<'a, T>(bytes: &mut &'a [u8], what: Payload) -> Result<&'a [u8], SerdeFailure> {
+    next_item(bytes).ok_or_else(|| SerdeFailure::missing::<T>(what))
 }
 
 #[cfg(test)]

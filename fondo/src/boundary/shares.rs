@@ -206,12 +206,15 @@ impl Share {
         let Share {
             bytes, fd, value, ..
         } = self;
-        match bytes {
+        let bytes = match bytes {
             // Unmapped here: the descriptor, closed later, keeps the pages alive.
-            mapped @ FrozenBytes::Mapped { .. } if fd.is_some() => drop(mapped),
-            other => super::release::drop_later(Box::new(other)),
-        }
-        super::release::drop_later(Box::new((fd, value)));
+            mapped @ FrozenBytes::Mapped { .. } if fd.is_some() => {
+                drop(mapped);
+                None
+            }
+            other => Some(other),
+        };
+        super::release::drop_later(Box::new((bytes, fd, value)));
     }
 
     pub(crate) fn len(&self) -> usize {

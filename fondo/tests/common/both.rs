@@ -24,33 +24,24 @@ macro_rules! on_both {
         mod $name {
             use super::*;
 
-            #[test]
-            $(#[$attr])*
-            fn processes() {
-                let $which = $crate::common::both::Which::Processes;
-                let _wd = $crate::common::Deadline::arm(
-                    concat!(stringify!($name), " on processes"),
-                    $crate::common::both::BOTH_LIMIT,
-                );
-                let $pool = $crate::common::TerminateOnPanic(
-                    $builder.processes().expect("start a process pool"),
-                );
-                $body
-            }
-
-            #[test]
-            $(#[$attr])*
-            fn threads() {
-                let $which = $crate::common::both::Which::Threads;
-                let _wd = $crate::common::Deadline::arm(
-                    concat!(stringify!($name), " on threads"),
-                    $crate::common::both::BOTH_LIMIT,
-                );
-                let $pool = $crate::common::TerminateOnPanic(
-                    $builder.threads().expect("start a thread pool"),
-                );
-                $body
-            }
+            on_both! { @one $(#[$attr])* fn processes(Processes, $name, $pool = $builder, $which) $body }
+            on_both! { @one $(#[$attr])* fn threads(Threads, $name, $pool = $builder, $which) $body }
+        }
+    };
+    // One backend's test: `$backend` names the test and the builder method.
+    (@one $(#[$attr:meta])* fn $backend:ident($variant:ident, $name:ident, $pool:ident = $builder:expr, $which:ident) $body:block) => {
+        #[test]
+        $(#[$attr])*
+        fn $backend() {
+            let $which = $crate::common::both::Which::$variant;
+            let _wd = $crate::common::Deadline::arm(
+                concat!(stringify!($name), " on ", stringify!($backend)),
+                $crate::common::both::BOTH_LIMIT,
+            );
+            let $pool = $crate::common::TerminateOnPanic(
+                $builder.$backend().expect(concat!("start a pool on ", stringify!($backend))),
+            );
+            $body
         }
     };
 }
